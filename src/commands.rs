@@ -1,0 +1,157 @@
+//! `weir check` and `weir explain`: offline tools over a config file.
+
+use crate::cli::ExplainArgs;
+use crate::config::{self, validate};
+use crate::router::{allow_header, normalize_host, Action, Match};
+use crate::snapshot::Snapshot;
+use std::path::Path;
+
+/// Validates `path`; prints errors (exit 1) or warnings and "ok" (exit 0).
+pub fn check(path: &Path) -> i32 {
+    let loaded = match config::load_file(path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("{} error(s) in {}", e.errors.len(), path.display());
+            return 1;
+        }
+    };
+    if let Err(e) = Snapshot::build(&loaded.config, None) {
+        eprintln!("{}: {e}", path.display());
+        return 1;
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let spans = config::spans::SpanIndex::build(&text);
+    let warnings = validate::warnings(&loaded.config);
+    for w in &warnings {
+        let pos = spans.locate(&w.path);
+        eprintln!(
+            "{}:{}:{}: warning: {}: {}",
+            path.display(),
+            pos.line,
+            pos.col,
+            w.path,
+            w.message
+        );
+    }
+    println!(
+        "{}: ok ({} listeners, {} routes, {} upstreams{})",
+        path.display(),
+        loaded.config.listeners.len(),
+        loaded.config.routes.len(),
+        loaded.config.upstreams.len(),
+        if warnings.is_empty() {
+            String::new()
+        } else {
+            format!(", {} warnings", warnings.len())
+        }
+    );
+    0
+}
+
+/// Prints which route a described request matches.
+pub fn explain(path: &Path, args: &ExplainArgs) -> i32 {
+    let loaded = match config::load_file(path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let snap = match Snapshot::build(&loaded.config, None) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let Ok(method) = args.method.to_ascii_uppercase().parse::<http::Method>() else {
+        eprintln!("invalid method {:?}", args.method);
+        return 2;
+    };
+    let mut headers = http::HeaderMap::new();
+    for h in &args.headers {
+        let Some((k, v)) = h.split_once(':') else {
+            eprintln!("--header wants NAME:VALUE, got {h:?}");
+            return 2;
+        };
+        match (
+            http::HeaderName::from_bytes(k.trim().as_bytes()),
+            http::HeaderValue::from_str(v.trim()),
+        ) {
+            (Ok(k), Ok(v)) => {
+                headers.append(k, v);
+            }
+            _ => {
+                eprintln!("invalid header {h:?}");
+                return 2;
+            }
+        }
+    }
+    let listener = match &args.listener {
+        None => 0,
+        Some(name) => match snap.listeners.iter().position(|(n, _)| **n == **name) {
+            Some(i) => i,
+            None => {
+                eprintln!("unknown listener {name:?}");
+                return 2;
+            }
+        },
+    };
+    let (raw_path, query) = match args.path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (args.path.as_str(), None),
+    };
+    let norm = match crate::path::normalize(raw_path) {
+        Ok(p) => p,
+        Err(e) => {
+            println!("400 Bad Request: the path cannot be normalized ({e:?})");
+            return 0;
+        }
+    };
+    let mut buf = [0u8; 256];
+    let host = normalize_host(args.host.as_bytes(), &mut buf);
+    match snap.router.find(listener, host, &norm, &method, &headers) {
+        Match::Found(r) => {
+            println!("route:    {}", r.name);
+            match &r.action {
+                Action::Upstream(g) => {
+                    let group = &snap.groups[*g];
+                    let up = r.rewrite.apply(&norm);
+                    println!(
+                        "upstream: {} ({})",
+                        group.name,
+                        group.config.algorithm.as_str()
+                    );
+                    let backends: Vec<String> = group.order.iter().map(|a| a.to_string()).collect();
+                    println!("backends: {}", backends.join(", "));
+                    match query {
+                        Some(q) => println!("path:     {up}?{q}"),
+                        None => println!("path:     {up}"),
+                    }
+                    if norm != raw_path {
+                        println!(
+                            "note:     the request path was normalized from {raw_path} to {norm}"
+                        );
+                    }
+                }
+                Action::Respond { status, body, .. } => {
+                    println!("respond:  {status} ({} bytes)", body.len());
+                }
+            }
+        }
+        Match::MethodNotAllowed(mask) => {
+            println!(
+                "405 Method Not Allowed: routes match but not for {method}; Allow: {}",
+                allow_header(mask)
+            );
+        }
+        Match::NotFound => {
+            println!(
+                "404 Not Found: no route matches host {host:?} path {norm:?} on listener {}",
+                snap.listeners.get(listener).map_or("?", |(n, _)| n)
+            );
+        }
+    }
+    0
+}

@@ -1,0 +1,390 @@
+//! The file model: serde types that mirror `weir.yaml` key for key.
+//!
+//! These types only describe what the file says. They are checked by
+//! [`crate::config::validate`] and turned into runtime structures by
+//! [`crate::snapshot`]; nothing on the request path reads them.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A duration written as a string (`250ms`, `5s`, `1m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(text.trim())
+            .map(Dur)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {text:?} ({e}); write e.g. \"250ms\", \"5s\", \"1m\""
+                ))
+            })
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Process settings handed to Pingora's `ServerConf`.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// Process log settings.
+    #[serde(default)]
+    pub log: LogSection,
+    /// Peers whose `X-Forwarded-For` is believed (CIDR or plain addresses). Default: none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Where weir accepts connections.
+    #[serde(default)]
+    pub listeners: Vec<ListenerConfig>,
+    /// Route rules, first match in file order wins.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Upstream groups by name.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+}
+
+/// The `server` section: a subset of Pingora's `ServerConf`, same names and units.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Worker threads of the proxy service. Default: the number of CPUs.
+    pub threads: Option<usize>,
+    /// Run in the background. Default: false.
+    pub daemon: Option<bool>,
+    /// Default: `/tmp/weir.pid`.
+    pub pid_file: Option<String>,
+    /// Default: `/tmp/weir_upgrade.sock`.
+    pub upgrade_sock: Option<String>,
+    /// Process log file; default: stderr.
+    pub error_log: Option<String>,
+    /// User to switch to when daemonizing.
+    pub user: Option<String>,
+    /// Group to switch to when daemonizing.
+    pub group: Option<String>,
+    /// How long in-flight requests may finish after a stop or upgrade begins. Default: 5.
+    pub grace_period_seconds: Option<u64>,
+    /// Then what is left is closed after this long. Default: 5.
+    pub graceful_shutdown_timeout_seconds: Option<u64>,
+    /// Idle upstream connections kept per process. Default: 128.
+    pub upstream_keepalive_pool_size: Option<usize>,
+    /// Let idle worker threads steal work. Default: true.
+    pub work_stealing: Option<bool>,
+}
+
+/// The `log` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// Minimum level of the process log. Default: info.
+    pub level: Option<LogLevel>,
+    /// Format of the process log. Default: text.
+    pub format: Option<LogFormat>,
+}
+
+/// A process log level.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// The default.
+    Info,
+    /// Verbose.
+    Debug,
+    /// Very verbose.
+    Trace,
+}
+
+/// How process log lines are written.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `2026-01-01T00:00:00Z INFO target: message`
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One entry of `listeners`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Unique name, referenced by `routes[].listeners`.
+    pub name: String,
+    /// `ip:port` to bind.
+    pub address: String,
+    /// What the listener speaks. Default: http.
+    #[serde(default)]
+    pub protocol: ListenerProtocol,
+}
+
+/// The protocol of a listener.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerProtocol {
+    /// Plain HTTP/1.1.
+    #[default]
+    Http,
+    /// TLS-terminated HTTP (not available yet).
+    Https,
+    /// Plain TCP relay (not available yet).
+    Tcp,
+}
+
+/// One entry of `routes`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Unique name used in logs and metrics. Default: `route<N>` (its index).
+    pub name: Option<String>,
+    /// Listeners this route applies to. Default: every http listener.
+    pub listeners: Option<Vec<String>>,
+    /// What a request must look like. Default: everything.
+    #[serde(default, rename = "match")]
+    pub matcher: MatchConfig,
+    /// The upstream group that serves the route.
+    pub upstream: Option<String>,
+    /// A fixed answer instead of an upstream.
+    pub respond: Option<RespondConfig>,
+    /// Remove the matched `path_prefix` before forwarding.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Regex path rewrite applied to the upstream request.
+    pub rewrite: Option<RewriteConfig>,
+    /// Overrides of the upstream's timeouts.
+    pub timeouts: Option<TimeoutsConfig>,
+    /// Extra tries on other backends. Default: 1.
+    pub retries: Option<u32>,
+    /// Which failures are retried. Default: `[connect_failure]`.
+    pub retry_on: Option<Vec<RetryOn>>,
+    /// Header changes on the request sent upstream.
+    pub request_headers: Option<HeaderOpsConfig>,
+    /// Header changes on the response sent to the client.
+    pub response_headers: Option<HeaderOpsConfig>,
+}
+
+/// `routes[].match`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// `api.example.com` or `*.example.com`.
+    pub host: Option<String>,
+    /// Segment-aware path prefix.
+    pub path_prefix: Option<String>,
+    /// Allowed methods.
+    pub methods: Option<Vec<String>>,
+    /// Required header values (names case-insensitive, values exact).
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+/// `routes[].respond`: weir answers by itself.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RespondConfig {
+    /// Status code. Default: 200.
+    #[serde(default = "default_respond_status")]
+    pub status: u16,
+    /// Body. Default: empty.
+    #[serde(default)]
+    pub body: String,
+    /// Content type. Default: `text/plain`.
+    pub content_type: Option<String>,
+}
+
+fn default_respond_status() -> u16 {
+    200
+}
+
+/// `routes[].rewrite`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteConfig {
+    /// Regex matched against the normalized path.
+    pub from: String,
+    /// Replacement; `$1` or `${name}` refer to groups.
+    pub to: String,
+}
+
+/// Failures a route may retry on.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryOn {
+    /// The backend refused, reset or timed out while connecting (always retried).
+    ConnectFailure,
+    /// The backend did not answer in time (idempotent requests only).
+    Timeout,
+}
+
+/// `request_headers` / `response_headers`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderOpsConfig {
+    /// Replace (or add) these headers.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Append these headers.
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    /// Remove these headers.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// Timeouts towards backends.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// TCP connect. Default 5s.
+    pub connect: Option<Dur>,
+    /// Longest gap between bytes read from the backend. Default 60s.
+    pub read: Option<Dur>,
+    /// Longest gap between bytes written to the backend. Default 60s.
+    pub write: Option<Dur>,
+    /// How long a pooled idle connection is kept. Default 60s.
+    pub idle: Option<Dur>,
+}
+
+/// One upstream group.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// How a backend is chosen. Default: round_robin.
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// Key for consistent_hash: `client_ip`, `header:NAME`, `cookie:NAME` or `path`.
+    pub hash_key: Option<String>,
+    /// The servers.
+    #[serde(default)]
+    pub backends: Vec<BackendEntry>,
+    /// Active health checking. Default: none (backends always up).
+    pub health_check: Option<HealthCheckConfig>,
+    /// Timeouts towards these backends.
+    pub timeouts: Option<TimeoutsConfig>,
+    /// Host header sent upstream. Default: the client's.
+    pub host_header: Option<String>,
+}
+
+/// Selection algorithms.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Each backend in turn (weights repeat a backend, as Pingora does).
+    #[default]
+    RoundRobin,
+    /// Smooth weighted round robin, as nginx does it.
+    Weighted,
+    /// The backend with the fewest requests in flight (per weight).
+    LeastConnections,
+    /// Uniformly random (weights respected).
+    Random,
+    /// Ketama consistent hashing on `hash_key`.
+    ConsistentHash,
+    /// Hash of the client address.
+    IpHash,
+}
+
+impl Algorithm {
+    /// The name as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "round_robin",
+            Algorithm::Weighted => "weighted",
+            Algorithm::LeastConnections => "least_connections",
+            Algorithm::Random => "random",
+            Algorithm::ConsistentHash => "consistent_hash",
+            Algorithm::IpHash => "ip_hash",
+        }
+    }
+}
+
+/// A backend: either `"ip:port"` or the long form.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum BackendEntry {
+    /// `- 10.0.0.2:8080`
+    Short(String),
+    /// `- { address: …, weight: … }`
+    Long(BackendLong),
+}
+
+/// The long form of a backend.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendLong {
+    /// `ip:port` or `host:port` (resolved at load).
+    pub address: String,
+    /// Relative weight. Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Label for logs and metrics. Default: the address.
+    pub name: Option<String>,
+    /// `false` keeps the backend in the file but sends it nothing. Default true.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl BackendEntry {
+    /// The backend in long form.
+    pub fn long(&self) -> BackendLong {
+        match self {
+            BackendEntry::Short(address) => BackendLong {
+                address: address.clone(),
+                weight: 1,
+                name: None,
+                enabled: true,
+            },
+            BackendEntry::Long(l) => l.clone(),
+        }
+    }
+}
+
+/// `upstreams.*.health_check`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// `tcp` or `http`.
+    #[serde(rename = "type")]
+    pub kind: HealthCheckKind,
+    /// Time between checks. Default 5s.
+    pub interval: Option<Dur>,
+    /// Time a check may take. Default 2s; must be below interval.
+    pub timeout: Option<Dur>,
+    /// http only: path to request. Default `/`.
+    pub path: Option<String>,
+    /// http only: Host header. Default: the upstream's `host_header`, else `localhost`.
+    pub host: Option<String>,
+    /// Check this port instead of the traffic port.
+    pub port: Option<u16>,
+    /// http only: statuses that count as healthy. Default: any 2xx/3xx.
+    pub expect_status: Option<Vec<u16>>,
+    /// Passing checks in a row that bring a backend back. Default 2.
+    pub healthy_threshold: Option<usize>,
+    /// Failing checks in a row that take a backend out. Default 3.
+    pub unhealthy_threshold: Option<usize>,
+}
+
+/// Kinds of active health check.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthCheckKind {
+    /// A TCP connect succeeds.
+    Tcp,
+    /// An HTTP request gets an expected status.
+    Http,
+}

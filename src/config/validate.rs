@@ -1,0 +1,510 @@
+//! The rules a parsed config must follow beyond its types: unique names,
+//! references that resolve, sane numbers. Also the warnings `weir check`
+//! prints (shadowed routes, unused upstreams).
+
+use super::load::Issue;
+use super::model::*;
+use super::suggest::did_you_mean;
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+/// Most extra tries a route may ask for.
+pub const MAX_RETRIES: u32 = 7;
+
+/// Methods a route may list.
+pub const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT",
+];
+
+/// Collects every rule violation in `cfg`.
+pub fn validate(cfg: &FileConfig, issues: &mut Vec<Issue>) {
+    validate_server(&cfg.server, issues);
+    for (i, p) in cfg.trusted_proxies.iter().enumerate() {
+        if parse_cidr(p).is_none() {
+            issues.push(Issue::new(
+                format!("trusted_proxies[{i}]"),
+                format!("invalid address or CIDR {p:?}"),
+            ));
+        }
+    }
+    validate_listeners(cfg, issues);
+    let mut names = HashSet::new();
+    for (i, r) in cfg.routes.iter().enumerate() {
+        let base = format!("routes[{i}]");
+        if let Some(n) = &r.name {
+            if !names.insert(n.as_str()) {
+                issues.push(Issue::new(
+                    format!("{base}.name"),
+                    format!("duplicate route name {n:?}"),
+                ));
+            }
+        }
+        validate_route(cfg, r, &base, issues);
+    }
+    for (name, u) in &cfg.upstreams {
+        validate_upstream(u, &format!("upstreams.{name}"), issues);
+    }
+}
+
+/// Parses `10.0.0.0/8` or a plain address into (network, prefix length).
+pub fn parse_cidr(text: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (ip, len) = match text.split_once('/') {
+        Some((ip, len)) => (
+            ip.parse::<std::net::IpAddr>().ok()?,
+            len.parse::<u8>().ok()?,
+        ),
+        None => {
+            let ip: std::net::IpAddr = text.parse().ok()?;
+            (ip, if ip.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((ip, len))
+}
+
+fn validate_server(s: &ServerSection, issues: &mut Vec<Issue>) {
+    if s.threads == Some(0) {
+        issues.push(Issue::new("server.threads", "must be at least 1"));
+    }
+    if (s.user.is_some() || s.group.is_some()) && s.daemon != Some(true) {
+        issues.push(Issue::new(
+            "server.user",
+            "user/group are applied when daemonizing; set server.daemon: true or remove them",
+        ));
+    }
+}
+
+fn validate_listeners(cfg: &FileConfig, issues: &mut Vec<Issue>) {
+    if cfg.listeners.is_empty() {
+        issues.push(Issue::new("listeners", "at least one listener is needed"));
+    }
+    let mut names = HashSet::new();
+    let mut addrs = HashSet::new();
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        let base = format!("listeners[{i}]");
+        if !names.insert(l.name.as_str()) {
+            issues.push(Issue::new(
+                format!("{base}.name"),
+                format!("duplicate listener name {:?}", l.name),
+            ));
+        }
+        match l.address.parse::<SocketAddr>() {
+            Ok(a) => {
+                if !addrs.insert(a) {
+                    issues.push(Issue::new(
+                        format!("{base}.address"),
+                        format!("{a} is used by another listener"),
+                    ));
+                }
+            }
+            Err(_) => issues.push(Issue::new(
+                format!("{base}.address"),
+                format!(
+                    "invalid address {:?}; write ip:port, e.g. 127.0.0.1:8080 or [::1]:8080",
+                    l.address
+                ),
+            )),
+        }
+        if l.protocol != ListenerProtocol::Http {
+            issues.push(Issue::new(
+                format!("{base}.protocol"),
+                "only protocol: http is available in this version (https and tcp are planned)",
+            ));
+        }
+    }
+}
+
+fn validate_route(cfg: &FileConfig, r: &RouteConfig, base: &str, issues: &mut Vec<Issue>) {
+    if let Some(ls) = &r.listeners {
+        for (j, l) in ls.iter().enumerate() {
+            if !cfg.listeners.iter().any(|x| &x.name == l) {
+                issues.push(Issue::new(
+                    format!("{base}.listeners[{j}]"),
+                    format!(
+                        "unknown listener {l:?}{}",
+                        did_you_mean(l, cfg.listeners.iter().map(|x| x.name.as_str()))
+                    ),
+                ));
+            }
+        }
+    }
+    let m = &r.matcher;
+    if let Some(h) = &m.host {
+        let bare = h.strip_prefix("*.").unwrap_or(h);
+        if bare.is_empty() || bare.contains(['*', '/', ' ', ':']) {
+            issues.push(Issue::new(
+                format!("{base}.match.host"),
+                format!("invalid host {h:?}; write an exact name or \"*.example.com\""),
+            ));
+        }
+    }
+    if let Some(p) = &m.path_prefix {
+        if !p.starts_with('/') {
+            issues.push(Issue::new(
+                format!("{base}.match.path_prefix"),
+                "must start with \"/\"",
+            ));
+        } else if crate::path::normalize(p).map(|n| n != *p).unwrap_or(true) {
+            issues.push(Issue::new(
+                format!("{base}.match.path_prefix"),
+                "must be a normalized path (no \"//\", \".\", \"..\" or %-escapes of unreserved characters)",
+            ));
+        }
+    }
+    if let Some(ms) = &m.methods {
+        if ms.is_empty() {
+            issues.push(Issue::new(
+                format!("{base}.match.methods"),
+                "must list at least one method",
+            ));
+        }
+        for (j, meth) in ms.iter().enumerate() {
+            if !METHODS.contains(&meth.as_str()) {
+                issues.push(Issue::new(
+                    format!("{base}.match.methods[{j}]"),
+                    format!(
+                        "unknown method {meth:?}{}",
+                        did_you_mean(meth, METHODS.iter().copied())
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(hs) = &m.headers {
+        for (k, v) in hs {
+            if http::HeaderName::from_bytes(k.as_bytes()).is_err()
+                || http::HeaderValue::from_str(v).is_err()
+            {
+                issues.push(Issue::new(
+                    format!("{base}.match.headers.{k}"),
+                    "invalid header name or value",
+                ));
+            }
+        }
+    }
+    match (&r.upstream, &r.respond) {
+        (Some(u), None) => {
+            if !cfg.upstreams.contains_key(u) {
+                issues.push(Issue::new(
+                    format!("{base}.upstream"),
+                    format!(
+                        "unknown upstream {u:?}{}",
+                        did_you_mean(u, cfg.upstreams.keys().map(String::as_str))
+                    ),
+                ));
+            }
+        }
+        (None, Some(resp)) => {
+            if !(100..=599).contains(&resp.status) {
+                issues.push(Issue::new(
+                    format!("{base}.respond.status"),
+                    "must be 100..=599",
+                ));
+            }
+        }
+        (Some(_), Some(_)) => issues.push(Issue::new(
+            base,
+            "a route has exactly one action: upstream or respond, not both",
+        )),
+        (None, None) => issues.push(Issue::new(
+            base,
+            "a route needs an action: upstream or respond",
+        )),
+    }
+    if r.strip_prefix {
+        if m.path_prefix.is_none() {
+            issues.push(Issue::new(
+                format!("{base}.strip_prefix"),
+                "needs match.path_prefix",
+            ));
+        }
+        if r.rewrite.is_some() {
+            issues.push(Issue::new(
+                format!("{base}.strip_prefix"),
+                "cannot be combined with rewrite",
+            ));
+        }
+    }
+    if let Some(rw) = &r.rewrite {
+        if let Err(e) = regex::Regex::new(&rw.from) {
+            issues.push(Issue::new(
+                format!("{base}.rewrite.from"),
+                format!("invalid regex: {e}"),
+            ));
+        }
+        if !rw.to.starts_with('/') {
+            issues.push(Issue::new(
+                format!("{base}.rewrite.to"),
+                "must start with \"/\"",
+            ));
+        }
+    }
+    if let Some(n) = r.retries {
+        if n > MAX_RETRIES {
+            issues.push(Issue::new(
+                format!("{base}.retries"),
+                format!("at most {MAX_RETRIES}"),
+            ));
+        }
+    }
+    if let Some(t) = &r.timeouts {
+        validate_timeouts(t, &format!("{base}.timeouts"), issues);
+    }
+    for (key, ops) in [
+        ("request_headers", &r.request_headers),
+        ("response_headers", &r.response_headers),
+    ] {
+        if let Some(ops) = ops {
+            validate_header_ops(ops, &format!("{base}.{key}"), issues);
+        }
+    }
+}
+
+fn validate_header_ops(ops: &HeaderOpsConfig, base: &str, issues: &mut Vec<Issue>) {
+    for (kind, map) in [("set", &ops.set), ("add", &ops.add)] {
+        for (k, v) in map {
+            if http::HeaderName::from_bytes(k.as_bytes()).is_err()
+                || http::HeaderValue::from_str(v).is_err()
+            {
+                issues.push(Issue::new(
+                    format!("{base}.{kind}.{k}"),
+                    "invalid header name or value",
+                ));
+            }
+        }
+    }
+    for (j, k) in ops.remove.iter().enumerate() {
+        if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            issues.push(Issue::new(
+                format!("{base}.remove[{j}]"),
+                "invalid header name",
+            ));
+        }
+    }
+}
+
+fn validate_timeouts(t: &TimeoutsConfig, base: &str, issues: &mut Vec<Issue>) {
+    for (k, v) in [
+        ("connect", t.connect),
+        ("read", t.read),
+        ("write", t.write),
+        ("idle", t.idle),
+    ] {
+        if v.is_some_and(|d| d.0.is_zero()) {
+            issues.push(Issue::new(format!("{base}.{k}"), "must be greater than 0"));
+        }
+    }
+}
+
+/// Resolves `host:port` (or parses `ip:port`) to its first address.
+pub fn resolve(address: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = address.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if !address.contains(':') {
+        return Err(format!(
+            "invalid address {address:?}; write ip:port or host:port"
+        ));
+    }
+    address
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {address:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{address:?} resolves to no address"))
+}
+
+fn validate_upstream(u: &UpstreamConfig, base: &str, issues: &mut Vec<Issue>) {
+    if u.backends.is_empty() {
+        issues.push(Issue::new(
+            format!("{base}.backends"),
+            "needs at least one backend",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, b) in u.backends.iter().enumerate() {
+        let b = b.long();
+        let path = format!("{base}.backends[{i}]");
+        if b.weight == 0 {
+            issues.push(Issue::new(
+                format!("{path}.weight"),
+                "must be at least 1 (use enabled: false to drain a backend)",
+            ));
+        } else if b.weight > 1000 {
+            issues.push(Issue::new(format!("{path}.weight"), "at most 1000"));
+        }
+        match resolve(&b.address) {
+            Ok(a) => {
+                if !seen.insert(a) {
+                    issues.push(Issue::new(path, format!("backend {a} is listed twice")));
+                }
+            }
+            Err(e) => issues.push(Issue::new(path, e)),
+        }
+    }
+    match (&u.hash_key, u.algorithm) {
+        (Some(k), Algorithm::ConsistentHash) => {
+            if crate::upstream::HashKey::parse(k).is_none() {
+                issues.push(Issue::new(
+                    format!("{base}.hash_key"),
+                    format!(
+                        "invalid hash_key {k:?}; write client_ip, header:NAME, cookie:NAME or path"
+                    ),
+                ));
+            }
+        }
+        (Some(_), other) => issues.push(Issue::new(
+            format!("{base}.hash_key"),
+            format!(
+                "algorithm {} ignores hash_key; use algorithm: consistent_hash or remove it",
+                other.as_str()
+            ),
+        )),
+        _ => {}
+    }
+    if let Some(t) = &u.timeouts {
+        validate_timeouts(t, &format!("{base}.timeouts"), issues);
+    }
+    if let Some(h) = &u.health_check {
+        validate_health(h, &format!("{base}.health_check"), issues);
+    }
+}
+
+fn validate_health(h: &HealthCheckConfig, base: &str, issues: &mut Vec<Issue>) {
+    let interval = h
+        .interval
+        .map(|d| d.0)
+        .unwrap_or(crate::upstream::health::DEFAULT_INTERVAL);
+    let timeout = h
+        .timeout
+        .map(|d| d.0)
+        .unwrap_or(crate::upstream::health::DEFAULT_TIMEOUT);
+    if interval.is_zero() {
+        issues.push(Issue::new(
+            format!("{base}.interval"),
+            "must be greater than 0",
+        ));
+    }
+    if timeout.is_zero() || timeout >= interval {
+        issues.push(Issue::new(
+            format!("{base}.timeout"),
+            "must be greater than 0 and below interval",
+        ));
+    }
+    for (k, v) in [
+        ("healthy_threshold", h.healthy_threshold),
+        ("unhealthy_threshold", h.unhealthy_threshold),
+    ] {
+        if v == Some(0) {
+            issues.push(Issue::new(format!("{base}.{k}"), "must be at least 1"));
+        }
+    }
+    if h.kind == HealthCheckKind::Tcp {
+        for (k, set) in [
+            ("path", h.path.is_some()),
+            ("host", h.host.is_some()),
+            ("expect_status", h.expect_status.is_some()),
+        ] {
+            if set {
+                issues.push(Issue {
+                    path: format!("{base}.{k}"),
+                    message: "only for type: http".into(),
+                    at_key: true,
+                });
+            }
+        }
+    }
+    if let Some(p) = &h.path {
+        if !p.starts_with('/') {
+            issues.push(Issue::new(format!("{base}.path"), "must start with \"/\""));
+        }
+    }
+    if let Some(list) = &h.expect_status {
+        for (i, s) in list.iter().enumerate() {
+            if !(100..=599).contains(s) {
+                issues.push(Issue::new(
+                    format!("{base}.expect_status[{i}]"),
+                    "must be 100..=599",
+                ));
+            }
+        }
+    }
+}
+
+/// Warnings for `weir check`: routes an earlier route always pre-empts, and
+/// upstreams no route uses.
+pub fn warnings(cfg: &FileConfig) -> Vec<Issue> {
+    let mut out = Vec::new();
+    for (j, later) in cfg.routes.iter().enumerate() {
+        if let Some(i) = (0..j).find(|&i| covers(cfg, &cfg.routes[i], later)) {
+            out.push(Issue::new(
+                format!("routes[{j}]"),
+                format!(
+                    "route {} can never match: route {} (routes[{i}]) matches every request it would",
+                    route_label(later, j),
+                    route_label(&cfg.routes[i], i)
+                ),
+            ));
+        }
+    }
+    for name in cfg.upstreams.keys() {
+        if !cfg
+            .routes
+            .iter()
+            .any(|r| r.upstream.as_deref() == Some(name))
+        {
+            out.push(Issue::new(
+                format!("upstreams.{name}"),
+                format!("upstream {name:?} is not used by any route"),
+            ));
+        }
+    }
+    out
+}
+
+/// A route's name for messages: its `name`, else `route<N>`.
+pub fn route_label(r: &RouteConfig, index: usize) -> String {
+    r.name.clone().unwrap_or_else(|| format!("route{index}"))
+}
+
+fn covers(cfg: &FileConfig, a: &RouteConfig, b: &RouteConfig) -> bool {
+    let listeners = |r: &RouteConfig| -> HashSet<String> {
+        r.listeners
+            .clone()
+            .unwrap_or_else(|| cfg.listeners.iter().map(|l| l.name.clone()).collect())
+            .into_iter()
+            .collect()
+    };
+    let host_ok = match (&a.matcher.host, &b.matcher.host) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(ha), Some(hb)) => {
+            let (ha, hb) = (ha.to_ascii_lowercase(), hb.to_ascii_lowercase());
+            match ha.strip_prefix("*.") {
+                None => ha == hb,
+                Some(suffix) => {
+                    let hb = hb.strip_prefix("*.").unwrap_or(&hb);
+                    hb.ends_with(&format!(".{suffix}"))
+                }
+            }
+        }
+    };
+    let path_ok = match (&a.matcher.path_prefix, &b.matcher.path_prefix) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(pa), Some(pb)) => crate::router::prefix_matches(pa, pb),
+    };
+    let methods_ok = match (&a.matcher.methods, &b.matcher.methods) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(ma), Some(mb)) => mb.iter().all(|m| ma.contains(m)),
+    };
+    let headers_ok = match (&a.matcher.headers, &b.matcher.headers) {
+        (None, _) => true,
+        (Some(ha), hb) => ha.iter().all(|(k, v)| {
+            hb.as_ref()
+                .and_then(|hb| hb.iter().find(|(k2, _)| k2.eq_ignore_ascii_case(k)))
+                .is_some_and(|(_, v2)| v2 == v)
+        }),
+    };
+    host_ok && path_ok && methods_ok && headers_ok && listeners(a).is_superset(&listeners(b))
+}

@@ -1,0 +1,216 @@
+//! Forwarding headers: hop-by-hop removal, `X-Forwarded-*`, request ids.
+
+use http::{header, HeaderName, HeaderValue};
+use pingora_http::RequestHeader;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// `x-request-id`.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// `x-forwarded-for`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `x-forwarded-proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `x-forwarded-host`.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Hop-by-hop headers that never go upstream. `Transfer-Encoding` and
+/// `Upgrade` are left to Pingora, which frames bodies and relays upgrades.
+const HOP_BY_HOP: [&HeaderName; 5] = [
+    &header::CONNECTION,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+    &header::TRAILER,
+    &header::PROXY_AUTHENTICATE,
+];
+
+/// Removes hop-by-hop headers and those the client named in `Connection`
+/// (`te` is kept only as `te: trailers`).
+pub fn strip_hop_by_hop(req: &mut RequestHeader) {
+    if let Some(conn) = req.headers.get(header::CONNECTION) {
+        let named: Vec<HeaderName> = conn
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|t| {
+                !t.is_empty()
+                    && !t.eq_ignore_ascii_case("close")
+                    && !t.eq_ignore_ascii_case("keep-alive")
+                    && !t.eq_ignore_ascii_case("upgrade")
+            })
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for n in named {
+            req.remove_header(&n);
+        }
+    }
+    let upgrade = req.headers.contains_key(header::UPGRADE);
+    for h in HOP_BY_HOP {
+        if !(upgrade && *h == header::CONNECTION) {
+            req.remove_header(h);
+        }
+    }
+    if let Some(te) = req.headers.get(header::TE) {
+        if !te.as_bytes().eq_ignore_ascii_case(b"trailers") {
+            req.remove_header(&header::TE);
+        }
+    }
+}
+
+/// Sets `X-Forwarded-For/Proto/Host`. From a trusted proxy the client's
+/// `X-Forwarded-For` is extended; from anyone else incoming `X-Forwarded-*`
+/// and `Forwarded` are replaced by what the connection shows.
+pub fn set_forwarded(
+    req: &mut RequestHeader,
+    peer: Option<IpAddr>,
+    trusted: bool,
+    host: Option<HeaderValue>,
+) {
+    let peer_text = peer.map(|p| p.to_string()).unwrap_or_default();
+    let xff = match req.headers.get(&X_FORWARDED_FOR) {
+        Some(prev) if trusted && !prev.is_empty() => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + peer_text.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(peer_text.as_bytes());
+            HeaderValue::from_bytes(&v).ok()
+        }
+        _ => HeaderValue::from_str(&peer_text).ok(),
+    };
+    if !trusted {
+        req.remove_header(&FORWARDED);
+        req.remove_header(&X_FORWARDED_HOST);
+        req.remove_header(&X_FORWARDED_PROTO);
+    }
+    if let Some(v) = xff {
+        let _ = req.insert_header(X_FORWARDED_FOR.clone(), v);
+    }
+    if !(trusted && req.headers.contains_key(&X_FORWARDED_PROTO)) {
+        let _ = req.insert_header(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if let Some(h) = host {
+        if !(trusted && req.headers.contains_key(&X_FORWARDED_HOST)) {
+            let _ = req.insert_header(X_FORWARDED_HOST.clone(), h);
+        }
+    }
+}
+
+/// The client address: the socket peer, or from a trusted peer the
+/// rightmost `X-Forwarded-For` entry that is not itself trusted.
+pub fn client_ip(
+    req: &RequestHeader,
+    peer: Option<IpAddr>,
+    is_trusted: impl Fn(IpAddr) -> bool,
+) -> Option<IpAddr> {
+    let peer = peer?;
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let Some(xff) = req
+        .headers
+        .get(&X_FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Some(peer);
+    };
+    for part in xff.rsplit(',') {
+        match part.trim().parse::<IpAddr>() {
+            Ok(ip) if !is_trusted(ip) => return Some(ip),
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+    Some(peer)
+}
+
+/// Whether an incoming `x-request-id` may be kept: 1–128 of `[A-Za-z0-9._:-]`.
+pub fn valid_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c))
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn seed() -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        h.write_u32(std::process::id());
+        h.finish()
+    })
+}
+
+/// A new request id: 32 hex digits, unique per process (random prefix + counter).
+pub fn new_request_id() -> HeaderValue {
+    let n = COUNTER.fetch_add(1, Relaxed);
+    let mut buf = [0u8; 32];
+    let hexd = b"0123456789abcdef";
+    let words = [seed(), n];
+    for (w, word) in words.iter().enumerate() {
+        for i in 0..16 {
+            buf[w * 16 + i] = hexd[((word >> (60 - 4 * i)) & 0xf) as usize];
+        }
+    }
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_connection_named_headers() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("connection", "close, x-secret").unwrap();
+        req.insert_header("x-secret", "1").unwrap();
+        req.insert_header("keep-alive", "timeout=5").unwrap();
+        req.insert_header("te", "gzip").unwrap();
+        req.insert_header("x-keep", "1").unwrap();
+        strip_hop_by_hop(&mut req);
+        assert!(req.headers.get("x-secret").is_none());
+        assert!(req.headers.get("connection").is_none());
+        assert!(req.headers.get("keep-alive").is_none());
+        assert!(req.headers.get("te").is_none());
+        assert!(req.headers.get("x-keep").is_some());
+    }
+
+    #[test]
+    fn request_ids() {
+        assert!(valid_request_id(&HeaderValue::from_static("abc-1.2:3_x")));
+        assert!(!valid_request_id(&HeaderValue::from_static("a b")));
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(valid_request_id(&a));
+    }
+
+    #[test]
+    fn client_ip_from_trusted_chain() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("x-forwarded-for", "1.2.3.4, 10.0.0.5")
+            .unwrap();
+        let trusted = |ip: IpAddr| ip.to_string().starts_with("10.");
+        let peer = Some("10.0.0.1".parse().unwrap());
+        assert_eq!(
+            client_ip(&req, peer, trusted),
+            Some("1.2.3.4".parse().unwrap())
+        );
+        let untrusted = Some("8.8.8.8".parse().unwrap());
+        assert_eq!(client_ip(&req, untrusted, trusted), untrusted);
+    }
+}

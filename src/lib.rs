@@ -1,0 +1,18 @@
+//! weir: a load balancer and reverse proxy built on Cloudflare's Pingora.
+//!
+//! The pipeline is `config` (file model, strict validation) → `snapshot`
+//! (compiled router and upstream groups, swapped whole) → `proxy` (the
+//! Pingora `ProxyHttp` phases) → `upstream` (selection, health).
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod forward;
+pub mod logging;
+pub mod path;
+pub mod policy;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod snapshot;
+pub mod upstream;

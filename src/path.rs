@@ -1,0 +1,144 @@
+//! Request path normalization (SPEC §4): unreserved %-escapes decoded,
+//! dot-segments resolved, repeated slashes merged. A path that would need
+//! an encoded `/` or NUL, or climbs above `/`, is rejected.
+//!
+//! Already-normal paths (nearly all of them) are returned borrowed, so the
+//! common case allocates nothing.
+
+use std::borrow::Cow;
+
+/// Why a path cannot be normalized (answered with 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Not starting with `/`.
+    NotAbsolute,
+    /// `%2F` or `%00`.
+    EncodedSlashOrNul,
+    /// `..` above the root.
+    AboveRoot,
+    /// A `%` not followed by two hex digits.
+    BadEscape,
+}
+
+fn needs_work(path: &[u8]) -> bool {
+    let mut prev = 0u8;
+    for (i, &c) in path.iter().enumerate() {
+        if c == b'%' || (prev == b'/' && c == b'/') {
+            return true;
+        }
+        if prev == b'/' && c == b'.' {
+            let rest = &path[i + 1..];
+            if rest.is_empty()
+                || rest[0] == b'/'
+                || (rest[0] == b'.' && (rest.len() == 1 || rest[1] == b'/'))
+            {
+                return true;
+            }
+        }
+        prev = c;
+    }
+    false
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn is_unreserved(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Normalizes an absolute path (no query).
+pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    if !needs_work(bytes) {
+        return Ok(Cow::Borrowed(path));
+    }
+    // 1. decode unreserved escapes, keep others (hex upper-cased).
+    let mut decoded = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c == b'%' {
+            let (h, l) = match (
+                bytes.get(i + 1).and_then(|&c| hex(c)),
+                bytes.get(i + 2).and_then(|&c| hex(c)),
+            ) {
+                (Some(h), Some(l)) => (h, l),
+                _ => return Err(PathError::BadEscape),
+            };
+            let v = h * 16 + l;
+            if v == b'/' || v == 0 {
+                return Err(PathError::EncodedSlashOrNul);
+            }
+            if is_unreserved(v) {
+                decoded.push(v as char);
+            } else {
+                decoded.push('%');
+                decoded.push_str(&path[i + 1..i + 3].to_ascii_uppercase());
+            }
+            i += 3;
+        } else {
+            decoded.push(c as char);
+            i += 1;
+        }
+    }
+    // 2. merge slashes and resolve dot segments.
+    let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if segments.pop().is_none() {
+                    return Err(PathError::AboveRoot);
+                }
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() || trailing {
+        out.push('/');
+    }
+    Ok(Cow::Owned(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_paths_are_borrowed() {
+        assert!(matches!(normalize("/v1/users/7"), Ok(Cow::Borrowed(_))));
+        assert!(matches!(normalize("/"), Ok(Cow::Borrowed(_))));
+        assert!(matches!(normalize("/a/.hidden"), Ok(Cow::Borrowed(_))));
+    }
+
+    #[test]
+    fn normalizes_tricks() {
+        assert_eq!(normalize("//v1").unwrap(), "/v1");
+        assert_eq!(normalize("/x/../v1").unwrap(), "/v1");
+        assert_eq!(normalize("/%76%31").unwrap(), "/v1");
+        assert_eq!(normalize("/a/./b/").unwrap(), "/a/b/");
+        assert_eq!(normalize("/a/b/..").unwrap(), "/a/");
+        assert_eq!(normalize("/a%20b").unwrap(), "/a%20b");
+        assert_eq!(normalize("/a%2fb"), Err(PathError::EncodedSlashOrNul));
+        assert_eq!(normalize("/a%00"), Err(PathError::EncodedSlashOrNul));
+        assert_eq!(normalize("/../x"), Err(PathError::AboveRoot));
+        assert_eq!(normalize("/%zz"), Err(PathError::BadEscape));
+        assert_eq!(normalize("x"), Err(PathError::NotAbsolute));
+    }
+}

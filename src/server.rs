@@ -1,0 +1,143 @@
+//! Running weir: Pingora's `ServerConf` from the `server` section, one proxy
+//! service for every http listener, and background services (health checks,
+//! the shutdown watcher).
+
+use crate::cli::RunFlags;
+use crate::config::model::ServerSection;
+use crate::config::Loaded;
+use crate::proxy::Proxy;
+use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::upstream::health::HealthService;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::server::{ExecutionPhase, Server, ShutdownWatch};
+use pingora_core::services::background::{background_service, BackgroundService};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+/// Default `grace_period_seconds` (Pingora's is 300).
+pub const DEFAULT_GRACE_PERIOD: u64 = 5;
+/// Default `graceful_shutdown_timeout_seconds`.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 5;
+
+fn resolve_path(base: &Path, p: &str) -> String {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        p.to_string()
+    } else {
+        base.join(path).display().to_string()
+    }
+}
+
+/// Pingora's `ServerConf` from the file's `server` section; relative paths
+/// resolve against the config file's folder.
+pub fn server_conf(s: &ServerSection, config_dir: &Path) -> ServerConf {
+    let threads = s
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    ServerConf {
+        threads,
+        daemon: s.daemon.unwrap_or(false),
+        pid_file: resolve_path(config_dir, s.pid_file.as_deref().unwrap_or("/tmp/weir.pid")),
+        upgrade_sock: resolve_path(
+            config_dir,
+            s.upgrade_sock
+                .as_deref()
+                .unwrap_or("/tmp/weir_upgrade.sock"),
+        ),
+        error_log: s.error_log.as_deref().map(|p| resolve_path(config_dir, p)),
+        user: s.user.clone(),
+        group: s.group.clone(),
+        grace_period_seconds: Some(s.grace_period_seconds.unwrap_or(DEFAULT_GRACE_PERIOD)),
+        graceful_shutdown_timeout_seconds: Some(
+            s.graceful_shutdown_timeout_seconds
+                .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+        ),
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size.unwrap_or(128),
+        work_stealing: s.work_stealing.unwrap_or(true),
+        ..ServerConf::default()
+    }
+}
+
+/// Raises the draining flag when Pingora starts a graceful stop or upgrade.
+struct DrainWatcher {
+    phases: Mutex<Option<tokio::sync::broadcast::Receiver<ExecutionPhase>>>,
+    draining: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl BackgroundService for DrainWatcher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let rx = self.phases.lock().ok().and_then(|mut g| g.take());
+        let Some(mut rx) = rx else { return };
+        loop {
+            tokio::select! {
+                phase = rx.recv() => match phase {
+                    Ok(ExecutionPhase::GracefulUpgradeTransferringFds
+                        | ExecutionPhase::GracefulUpgradeCloseTimeout
+                        | ExecutionPhase::GracefulTerminate
+                        | ExecutionPhase::ShutdownStarted) => {
+                        self.draining.store(true, Relaxed);
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                },
+                _ = shutdown.changed() => {
+                    self.draining.store(true, Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Builds the server and runs it until it is stopped. Returns only on a
+/// start-up error (with the message).
+pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
+    let cfg = &loaded.config;
+    let dir = loaded.file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let conf = server_conf(&cfg.server, &dir);
+    let snapshot = Snapshot::build(cfg, None)?;
+    let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+
+    let opt = Opt {
+        upgrade: flags.upgrade,
+        daemon: flags.daemon,
+        nocapture: false,
+        test: flags.test,
+        conf: None,
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let draining = Arc::new(AtomicBool::new(false));
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Proxy::new(shared.clone(), draining.clone()),
+        "weir proxy",
+    );
+    for l in &cfg.listeners {
+        proxy.add_tcp(&l.address);
+    }
+    server.add_service(proxy);
+    server.add_service(background_service(
+        "health checks",
+        HealthService::new(shared.clone()),
+    ));
+    let watcher = DrainWatcher {
+        phases: Mutex::new(Some(server.watch_execution_phase())),
+        draining,
+    };
+    server.add_service(background_service("drain watcher", watcher));
+    log::info!(
+        "weir {} starting with {} ({} listeners, {} routes, {} upstreams)",
+        env!("CARGO_PKG_VERSION"),
+        loaded.file.display(),
+        cfg.listeners.len(),
+        cfg.routes.len(),
+        cfg.upstreams.len()
+    );
+    server.run_forever()
+}

@@ -1,0 +1,227 @@
+//! Active health checks: Pingora's `TcpHealthCheck` / `HttpHealthCheck`
+//! configured from the file, wrapped so every UP/DOWN change is logged with
+//! its reason, and one background service that runs the checks of whatever
+//! groups the current snapshot holds.
+
+use crate::config::model::{HealthCheckConfig, HealthCheckKind};
+use crate::snapshot::SharedSnapshot;
+use async_trait::async_trait;
+use log::info;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
+use pingora_load_balancing::Backend;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Default time between checks.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+/// Default time a check may take.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_HEALTHY: usize = 2;
+const DEFAULT_UNHEALTHY: usize = 3;
+
+/// When a group's checks run next.
+#[derive(Debug)]
+pub struct Schedule {
+    interval: Duration,
+    /// Milliseconds after [`epoch`] when the next pass is due.
+    next_due_ms: AtomicU64,
+    running: Arc<AtomicBool>,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64
+}
+
+impl Schedule {
+    /// A schedule whose first pass is due now.
+    pub fn new(cfg: &HealthCheckConfig) -> Schedule {
+        Schedule {
+            interval: cfg.interval.map_or(DEFAULT_INTERVAL, |d| d.0),
+            next_due_ms: AtomicU64::new(now_ms()),
+            running: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Claims the pass if it is due and none is running.
+    fn claim(&self) -> bool {
+        let now = now_ms();
+        if now < self.next_due_ms.load(Relaxed) || self.running.swap(true, Relaxed) {
+            return false;
+        }
+        self.next_due_ms
+            .store(now + self.interval.as_millis() as u64, Relaxed);
+        true
+    }
+}
+
+/// Wraps a Pingora check to remember why a backend failed and log changes.
+struct LoggedCheck {
+    upstream: Arc<str>,
+    inner: Box<dyn HealthCheck + Send + Sync>,
+    port: Option<u16>,
+    last_error: Mutex<HashMap<SocketAddr, String>>,
+}
+
+fn addr_of(b: &Backend) -> Option<SocketAddr> {
+    b.addr.as_inet().copied()
+}
+
+#[async_trait]
+impl HealthCheck for LoggedCheck {
+    async fn check(&self, target: &Backend) -> Result<()> {
+        let result = match self.port {
+            Some(port) => {
+                let mut t = target.clone();
+                t.addr.set_port(port);
+                self.inner.check(&t).await
+            }
+            None => self.inner.check(target).await,
+        };
+        if let (Err(e), Some(addr)) = (&result, addr_of(target)) {
+            let reason = describe(e);
+            if let Ok(mut m) = self.last_error.lock() {
+                m.insert(addr, reason);
+            }
+        }
+        result
+    }
+
+    async fn health_status_change(&self, target: &Backend, healthy: bool) {
+        let addr = addr_of(target).map_or_else(|| target.addr.to_string(), |a| a.to_string());
+        if healthy {
+            info!("backend {addr} in {} is UP", self.upstream);
+        } else {
+            let reason = addr_of(target)
+                .and_then(|a| self.last_error.lock().ok()?.get(&a).cloned())
+                .unwrap_or_else(|| "check failed".into());
+            info!("backend {addr} in {} is DOWN ({reason})", self.upstream);
+        }
+    }
+
+    fn health_threshold(&self, success: bool) -> usize {
+        self.inner.health_threshold(success)
+    }
+}
+
+fn describe(e: &Error) -> String {
+    match e.etype() {
+        ErrorType::ConnectRefused => "connect refused".into(),
+        ErrorType::ConnectTimedout => "connect timed out".into(),
+        ErrorType::ReadTimedout => "read timed out".into(),
+        ErrorType::CustomCode(_, code) => format!("status {code}"),
+        other => format!("{}", other.as_str()),
+    }
+}
+
+/// Builds the configured check for an upstream.
+pub fn build_check(
+    upstream: &str,
+    cfg: &HealthCheckConfig,
+    host_header: Option<&str>,
+) -> Box<dyn HealthCheck + Send + Sync> {
+    let timeout = cfg.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
+    let up = cfg.healthy_threshold.unwrap_or(DEFAULT_HEALTHY);
+    let down = cfg.unhealthy_threshold.unwrap_or(DEFAULT_UNHEALTHY);
+    let inner: Box<dyn HealthCheck + Send + Sync> = match cfg.kind {
+        HealthCheckKind::Tcp => {
+            let mut c = TcpHealthCheck::new();
+            c.peer_template.options.connection_timeout = Some(timeout);
+            c.peer_template.options.total_connection_timeout = Some(timeout);
+            c.consecutive_success = up;
+            c.consecutive_failure = down;
+            c
+        }
+        HealthCheckKind::Http => {
+            let host = cfg.host.as_deref().or(host_header).unwrap_or("localhost");
+            let mut c = HttpHealthCheck::new(host, false);
+            let path = cfg.path.as_deref().unwrap_or("/");
+            if let Ok(mut req) = RequestHeader::build("GET", path.as_bytes(), None) {
+                let _ = req.append_header("Host", host);
+                let _ = req.append_header("User-Agent", "weir-health-check");
+                c.req = req;
+            }
+            c.peer_template.options.connection_timeout = Some(timeout);
+            c.peer_template.options.total_connection_timeout = Some(timeout);
+            c.peer_template.options.read_timeout = Some(timeout);
+            c.peer_template.options.write_timeout = Some(timeout);
+            c.consecutive_success = up;
+            c.consecutive_failure = down;
+            let expect = cfg.expect_status.clone();
+            c.validator = Some(Box::new(move |resp: &ResponseHeader| {
+                let s = resp.status.as_u16();
+                let ok = match &expect {
+                    Some(list) => list.contains(&s),
+                    None => (200..400).contains(&s),
+                };
+                if ok {
+                    Ok(())
+                } else {
+                    Error::e_explain(
+                        ErrorType::CustomCode("unexpected status", s),
+                        "health check",
+                    )
+                }
+            }));
+            Box::new(c)
+        }
+    };
+    Box::new(LoggedCheck {
+        upstream: upstream.into(),
+        inner,
+        port: cfg.port,
+        last_error: Mutex::new(HashMap::new()),
+    })
+}
+
+/// The background service that runs health checks for the live snapshot.
+pub struct HealthService {
+    snapshot: SharedSnapshot,
+}
+
+impl HealthService {
+    /// A service following `snapshot`.
+    pub fn new(snapshot: SharedSnapshot) -> HealthService {
+        HealthService { snapshot }
+    }
+}
+
+const TICK: Duration = Duration::from_millis(100);
+
+#[async_trait]
+impl BackgroundService for HealthService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(TICK) => {}
+            }
+            let snap = self.snapshot.load_full();
+            for group in snap.groups.iter() {
+                let Some(schedule) = &group.health else {
+                    continue;
+                };
+                if !schedule.claim() {
+                    continue;
+                }
+                let group = group.clone();
+                let running = schedule.running.clone();
+                tokio::spawn(async move {
+                    group.registry.run_health_check(true).await;
+                    running.store(false, Relaxed);
+                });
+            }
+        }
+    }
+}
