@@ -1,4 +1,4 @@
-//! Forwarding headers: hop-by-hop removal, `X-Forwarded-*`, request ids.
+//! Forwarding headers: `X-Forwarded-*`, `te: trailers`, request ids.
 
 use http::{header, HeaderName, HeaderValue};
 use pingora_http::RequestHeader;
@@ -14,50 +14,20 @@ pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-
 /// `x-forwarded-host`.
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// Hop-by-hop headers that never go upstream. `Transfer-Encoding` and
-/// `Upgrade` are left to Pingora, which frames bodies and relays upgrades.
-const HOP_BY_HOP: [&HeaderName; 5] = [
-    &header::CONNECTION,
-    &KEEP_ALIVE,
-    &PROXY_CONNECTION,
-    &header::TRAILER,
-    &header::PROXY_AUTHENTICATE,
-];
-
-/// Removes hop-by-hop headers and those the client named in `Connection`
-/// (`te` is kept only as `te: trailers`).
-pub fn strip_hop_by_hop(req: &mut RequestHeader) {
-    if let Some(conn) = req.headers.get(header::CONNECTION) {
-        let named: Vec<HeaderName> = conn
-            .to_str()
+/// Puts `te: trailers` back on the upstream request when the client sent it.
+///
+/// Pingora itself strips hop-by-hop headers (and those the client named in
+/// `Connection`) before `upstream_request_filter` runs; it drops `TE`
+/// entirely, but `te: trailers` is end-to-end meaningful (gRPC needs it).
+pub fn keep_te_trailers(downstream: &RequestHeader, upstream: &mut RequestHeader) {
+    let wants_trailers = downstream.headers.get_all(header::TE).iter().any(|v| {
+        v.to_str()
             .unwrap_or("")
             .split(',')
-            .map(str::trim)
-            .filter(|t| {
-                !t.is_empty()
-                    && !t.eq_ignore_ascii_case("close")
-                    && !t.eq_ignore_ascii_case("keep-alive")
-                    && !t.eq_ignore_ascii_case("upgrade")
-            })
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
-        for n in named {
-            req.remove_header(&n);
-        }
-    }
-    let upgrade = req.headers.contains_key(header::UPGRADE);
-    for h in HOP_BY_HOP {
-        if !(upgrade && *h == header::CONNECTION) {
-            req.remove_header(h);
-        }
-    }
-    if let Some(te) = req.headers.get(header::TE) {
-        if !te.as_bytes().eq_ignore_ascii_case(b"trailers") {
-            req.remove_header(&header::TE);
-        }
+            .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+    });
+    if wants_trailers {
+        let _ = upstream.insert_header(header::TE, HeaderValue::from_static("trailers"));
     }
 }
 
@@ -171,22 +141,6 @@ pub fn new_request_id() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn strips_connection_named_headers() {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        req.insert_header("connection", "close, x-secret").unwrap();
-        req.insert_header("x-secret", "1").unwrap();
-        req.insert_header("keep-alive", "timeout=5").unwrap();
-        req.insert_header("te", "gzip").unwrap();
-        req.insert_header("x-keep", "1").unwrap();
-        strip_hop_by_hop(&mut req);
-        assert!(req.headers.get("x-secret").is_none());
-        assert!(req.headers.get("connection").is_none());
-        assert!(req.headers.get("keep-alive").is_none());
-        assert!(req.headers.get("te").is_none());
-        assert!(req.headers.get("x-keep").is_some());
-    }
 
     #[test]
     fn request_ids() {

@@ -355,7 +355,7 @@ impl ProxyHttp for Proxy {
         if let Some(uri) = &ctx.upstream_uri {
             upstream.set_uri(uri.clone());
         }
-        forward::strip_hop_by_hop(upstream);
+        forward::keep_te_trailers(session.req_header(), upstream);
         let host = session.req_header().headers.get(header::HOST).cloned();
         forward::set_forwarded(upstream, peer_ip(session), ctx.peer_trusted, host);
         if let Some(h) = ctx.group().and_then(|g| g.host_header.clone()) {

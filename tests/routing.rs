@@ -65,11 +65,27 @@ fn routes_by_host_path_method_and_header() {
     // method picks between routes; a method no route allows is a 405 with Allow
     let r = request(listen, "POST", "/v1/users", &[("host", "api.example.com")]).unwrap();
     assert_eq!(r.backend(), "b");
-    let r = request(listen, "DELETE", "/v1/users", &[("host", "api.example.com")]).unwrap();
-    assert_eq!(r.backend(), "b", "wildcard route without methods still takes DELETE");
+    let r = request(
+        listen,
+        "DELETE",
+        "/v1/users",
+        &[("host", "api.example.com")],
+    )
+    .unwrap();
+    assert_eq!(
+        r.backend(),
+        "b",
+        "wildcard route without methods still takes DELETE"
+    );
 
     // header match
-    let r = request(listen, "GET", "/v1/users", &[("host", "api.example.com"), ("x-canary", "true")]).unwrap();
+    let r = request(
+        listen,
+        "GET",
+        "/v1/users",
+        &[("host", "api.example.com"), ("x-canary", "true")],
+    )
+    .unwrap();
     assert_eq!(r.backend(), "b");
 
     // wildcard matches any depth, not the bare domain; regex rewrite
@@ -78,13 +94,21 @@ fn routes_by_host_path_method_and_header() {
     assert_eq!(r.echoed_path().as_deref(), Some("/new/page"));
     let r = get_host(listen, "example.com", "/old/page");
     assert_eq!(r.status, 404);
-    assert!(r.body.contains("no route"), "short plain-text body: {:?}", r.body);
+    assert!(
+        r.body.contains("no route"),
+        "short plain-text body: {:?}",
+        r.body
+    );
     assert!(r.header("x-request-id").is_some());
 
     // respond route
     let r = get(listen, "/status.txt");
     assert_eq!((r.status, r.body.as_str()), (200, "fine\n"));
-    assert_eq!((a.requests(), b.requests()), (2, 5), "404 and respond never reach a backend");
+    assert_eq!(
+        (a.requests(), b.requests()),
+        (2, 5),
+        "404 and respond never reach a backend"
+    );
 }
 
 #[test]
@@ -121,7 +145,11 @@ fn paths_are_normalized_before_matching_and_forwarding() {
     for tricky in ["//docs/x", "/x/../docs/x", "/%64ocs/x", "/docs/./x"] {
         let r = get(listen, tricky);
         assert_eq!(r.backend(), "a", "{tricky}");
-        assert_eq!(r.echoed_path().as_deref(), Some("/docs/x"), "{tricky} forwarded normalized");
+        assert_eq!(
+            r.echoed_path().as_deref(),
+            Some("/docs/x"),
+            "{tricky} forwarded normalized"
+        );
     }
     for bad in ["/docs%2fx", "/../docs/x", "/docs/%00"] {
         let r = get(listen, bad);
@@ -154,18 +182,54 @@ upstreams:
     let out = run_weir(&["check", "-c", p]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains(":5:5: warning: routes[1]: route never can never match: route all"), "{err}");
+    assert!(
+        err.contains(":5:5: warning: routes[1]: route never can never match: route all"),
+        "{err}"
+    );
     assert!(err.contains("upstream \"unused\" is not used"), "{err}");
 
-    let real = dir.write("real.yaml", &config("127.0.0.1:1".parse().unwrap(), &TestBackend::start("a"), &TestBackend::start("b")));
-    let out = run_weir(&["explain", "-c", real.to_str().unwrap(), "--host", "api.example.com", "--path", "/v1/users?x=1"]);
+    let real = dir.write(
+        "real.yaml",
+        &config(
+            "127.0.0.1:1".parse().unwrap(),
+            &TestBackend::start("a"),
+            &TestBackend::start("b"),
+        ),
+    );
+    let out = run_weir(&[
+        "explain",
+        "-c",
+        real.to_str().unwrap(),
+        "--host",
+        "api.example.com",
+        "--path",
+        "/v1/users?x=1",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(text.contains("route:    api"), "{text}");
     assert!(text.contains("path:     /users?x=1"), "{text}");
-    let out = run_weir(&["explain", "-c", real.to_str().unwrap(), "--host", "nope.test", "--path", "/x"]);
+    let out = run_weir(&[
+        "explain",
+        "-c",
+        real.to_str().unwrap(),
+        "--host",
+        "nope.test",
+        "--path",
+        "/x",
+    ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("404"));
-    let out = run_weir(&["explain", "-c", real.to_str().unwrap(), "--host", "api.example.com", "--path", "/v1/x", "--header", "x-canary:true"]);
+    let out = run_weir(&[
+        "explain",
+        "-c",
+        real.to_str().unwrap(),
+        "--host",
+        "api.example.com",
+        "--path",
+        "/v1/x",
+        "--header",
+        "x-canary:true",
+    ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("route:    canary"));
 
     let bad = dir.write("bad.yaml", "listeners: [{ name: web, address: \"127.0.0.1:1\" }]\nroutes:\n  - { upstream: api-pol }\nupstreams:\n  api-pool: { backends: [\"127.0.0.1:2\"] }\n");
@@ -177,7 +241,11 @@ upstreams:
 
 #[test]
 fn shipped_config_is_clean() {
-    let out = run_weir(&["check", "-c", concat!(env!("CARGO_MANIFEST_DIR"), "/conf/weir.yaml")]);
+    let out = run_weir(&[
+        "check",
+        "-c",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/conf/weir.yaml"),
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("warning"), "{err}");

@@ -10,3 +10,5 @@ pub mod validate;
 
 pub use load::{load_file, load_str, ConfigError, ConfigErrors, Issue, Loaded};
 pub use model::FileConfig;
+#[cfg(test)]
+mod tests;

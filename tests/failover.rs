@@ -1,0 +1,208 @@
+//! Failure handling a client can see: retries onto a healthy backend, 503
+//! when every backend is down, 504 on a slow backend, health checks taking a
+//! backend out and back, and cancellation when the client goes away.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+fn cfg(
+    listen: SocketAddr,
+    backends: &[SocketAddr],
+    upstream_extra: &str,
+    route_extra: &str,
+) -> String {
+    let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
+    format!(
+        r#"
+server: {{ threads: 2, pid_file: "{{{{DIR}}}}/weir.pid", upgrade_sock: "{{{{DIR}}}}/up.sock" }}
+listeners: [{{ name: web, address: "{listen}" }}]
+routes:
+  - name: main
+    upstream: pool{route_extra}
+upstreams:
+  pool:
+    backends: [{list}]{upstream_extra}
+"#,
+        list = list.join(", ")
+    )
+}
+
+#[test]
+fn refused_connections_are_retried_on_another_backend() {
+    let good = TestBackend::start("good");
+    let dead = free_addr(); // nothing listens here
+    let listen = free_addr();
+    let _w = WeirProcess::start(&cfg(listen, &[dead, good.addr()], "", ""), listen);
+    for i in 0..10 {
+        let r = get(listen, "/");
+        assert_eq!(
+            (r.status, r.backend()),
+            (200, "good".to_string()),
+            "request {i}"
+        );
+    }
+    // non-idempotent requests are retried too when the connect itself failed
+    for _ in 0..4 {
+        let r = request(listen, "POST", "/", &[]).unwrap();
+        assert_eq!(r.status, 200);
+    }
+}
+
+#[test]
+fn retries_zero_surfaces_502() {
+    let dead = free_addr();
+    let listen = free_addr();
+    let _w = WeirProcess::start(&cfg(listen, &[dead], "", "\n    retries: 0"), listen);
+    let r = get(listen, "/");
+    assert_eq!(r.status, 502);
+    assert_eq!(r.body, "bad gateway\n");
+    assert!(r.header("x-request-id").is_some());
+}
+
+#[test]
+fn all_backends_down_is_503_with_retry_after() {
+    let mut a = TestBackend::start("a");
+    let listen = free_addr();
+    let hc = "\n    health_check: { type: tcp, interval: 100ms, timeout: 50ms, unhealthy_threshold: 1, healthy_threshold: 1 }";
+    let w = WeirProcess::start(&cfg(listen, &[a.addr()], hc, ""), listen);
+    assert_eq!(get(listen, "/").status, 200);
+    a.stop();
+    assert!(
+        w.wait_for_log("is DOWN (connect refused)", Duration::from_secs(5)),
+        "{}",
+        w.stderr()
+    );
+    let r = get(listen, "/");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.body, "no healthy backend\n");
+}
+
+#[test]
+fn slow_backend_is_504() {
+    let slow = TestBackend::start_with(
+        "slow",
+        BackendOpts {
+            delay: Duration::from_secs(3),
+            status: 200,
+        },
+    );
+    let listen = free_addr();
+    let _w = WeirProcess::start(
+        &cfg(
+            listen,
+            &[slow.addr()],
+            "",
+            "\n    timeouts: { read: 300ms }",
+        ),
+        listen,
+    );
+    let started = std::time::Instant::now();
+    let r = get(listen, "/");
+    assert_eq!(r.status, 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "timed out by weir, not the backend"
+    );
+}
+
+#[test]
+fn read_timeout_retry_is_opt_in_for_idempotent_requests() {
+    let slow = TestBackend::start_with(
+        "slow",
+        BackendOpts {
+            delay: Duration::from_secs(3),
+            status: 200,
+        },
+    );
+    let fast = TestBackend::start("fast");
+    let listen = free_addr();
+    let route = "\n    timeouts: { read: 300ms }\n    retry_on: [connect_failure, timeout]";
+    let _w = WeirProcess::start(&cfg(listen, &[slow.addr(), fast.addr()], "", route), listen);
+    for _ in 0..4 {
+        let r = get(listen, "/");
+        assert_eq!((r.status, r.backend()), (200, "fast".to_string()));
+    }
+    // POST is never retried after the request was sent
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(request(listen, "POST", "/", &[]).unwrap().status);
+    }
+    assert!(codes.contains(&504), "{codes:?}");
+}
+
+#[test]
+fn health_checks_take_a_backend_out_and_bring_it_back() {
+    let mut a = TestBackend::start("a");
+    let b = TestBackend::start("b");
+    let port = a.port();
+    let listen = free_addr();
+    let hc = "\n    health_check: { type: http, path: /healthz, interval: 100ms, timeout: 80ms, unhealthy_threshold: 2, healthy_threshold: 2 }";
+    let w = WeirProcess::start(&cfg(listen, &[a.addr(), b.addr()], hc, ""), listen);
+    a.stop();
+    assert!(
+        w.wait_for_log(
+            &format!("backend 127.0.0.1:{port} in pool is DOWN"),
+            Duration::from_secs(5)
+        ),
+        "{}",
+        w.stderr()
+    );
+    b.reset_counts();
+    for _ in 0..6 {
+        assert_eq!(get(listen, "/").backend(), "b");
+    }
+    let a2 = TestBackend::start_on("a", port);
+    assert!(
+        w.wait_for_log(
+            &format!("backend 127.0.0.1:{port} in pool is UP"),
+            Duration::from_secs(5)
+        ),
+        "{}",
+        w.stderr()
+    );
+    let seen: Vec<String> = (0..6).map(|_| get(listen, "/").backend()).collect();
+    assert!(
+        seen.contains(&"a".to_string()),
+        "a takes traffic again: {seen:?}"
+    );
+    assert!(a2.requests() > 0);
+
+    // an unexpected status also fails an http check
+    b.set_status(500);
+    assert!(
+        w.wait_for_log(
+            &format!("backend {} in pool is DOWN (status 500)", b.addr()),
+            Duration::from_secs(5)
+        ),
+        "{}",
+        w.stderr()
+    );
+}
+
+#[test]
+fn client_going_away_cancels_the_upstream_request() {
+    let slow = TestBackend::start_with(
+        "slow",
+        BackendOpts {
+            delay: Duration::from_secs(5),
+            status: 200,
+        },
+    );
+    let listen = free_addr();
+    let _w = WeirProcess::start(&cfg(listen, &[slow.addr()], "", ""), listen);
+    let mut s = TcpStream::connect(listen).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    assert!(poll_until(Duration::from_secs(3), || slow.in_flight() == 1));
+    drop(s);
+    assert!(
+        poll_until(Duration::from_secs(3), || slow.cancelled() == 1),
+        "backend connection closed when the client left (in flight: {})",
+        slow.in_flight()
+    );
+}
