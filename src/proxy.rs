@@ -284,11 +284,6 @@ impl ProxyHttp for Proxy {
                 return Ok(true);
             }
         };
-        let route_index = snap
-            .router
-            .routes()
-            .iter()
-            .position(|r| std::ptr::eq(r, found));
         let new_path = found.rewrite.apply(&path);
         if new_path != req.uri.path() {
             let pq = match req.uri.query() {
@@ -297,7 +292,7 @@ impl ProxyHttp for Proxy {
             };
             ctx.upstream_uri = pq.parse().ok();
         }
-        ctx.route = route_index;
+        ctx.route = Some(found.index);
         match &found.action {
             Action::Upstream(g) => {
                 ctx.group = Some(*g);

@@ -76,6 +76,8 @@ impl Default for Timeouts {
 /// One compiled route.
 #[derive(Debug)]
 pub struct Route {
+    /// Position in file order (set by [`Router::new`]).
+    pub index: usize,
     /// Name for logs and metrics.
     pub name: Arc<str>,
     /// Bit i set: applies to listener i.
@@ -177,7 +179,10 @@ pub fn normalize_host<'b>(raw: &[u8], buf: &'b mut [u8; 256]) -> &'b str {
 
 impl Router {
     /// Builds the table from routes in file order.
-    pub fn new(routes: Vec<Route>) -> Router {
+    pub fn new(mut routes: Vec<Route>) -> Router {
+        for (i, r) in routes.iter_mut().enumerate() {
+            r.index = i;
+        }
         let mut by_host: HashMap<Box<str>, Vec<u32>> = HashMap::new();
         for r in &routes {
             if let HostMatch::Exact(h) = &r.host {
@@ -256,6 +261,7 @@ mod tests {
 
     fn route(name: &str, host: HostMatch, prefix: Option<&str>, methods: Option<u16>) -> Route {
         Route {
+            index: 0,
             name: name.into(),
             listeners: 1,
             host,

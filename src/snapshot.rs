@@ -197,6 +197,7 @@ fn compile_route(
     };
     let retry_on = r.retry_on.clone().unwrap_or_default();
     Ok(Route {
+        index: i,
         name: route_label(r, i).into(),
         listeners: mask,
         host,

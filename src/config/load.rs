@@ -117,9 +117,23 @@ pub fn load_str(
         file: label.to_string(),
         errors,
     };
+    // Reported at the repeat, which serde_yaml (and a key path) cannot tell
+    // from the first occurrence.
+    let duplicates: Vec<ConfigError> = spans
+        .duplicates
+        .iter()
+        .map(|(p, pos)| ConfigError {
+            path: p.clone(),
+            message: "key is written twice".into(),
+            pos: *pos,
+        })
+        .collect();
     let mut root: Value = match serde_yaml::from_str(text) {
         Ok(Value::Null) => Value::Mapping(Default::default()),
         Ok(v) => v,
+        Err(e) if !duplicates.is_empty() && e.to_string().contains("duplicate entry") => {
+            return Err(fail(duplicates));
+        }
         Err(e) => {
             let pos = e
                 .location()
@@ -136,17 +150,9 @@ pub fn load_str(
             }]));
         }
     };
-    let mut issues: Vec<Issue> = spans
-        .duplicates
-        .iter()
-        .map(|(p, _)| Issue {
-            path: p.clone(),
-            message: "key is written twice".into(),
-            at_key: true,
-        })
-        .collect();
+    let mut issues: Vec<Issue> = Vec::new();
     substitute(&mut root, "", env, &mut issues);
-    let config = if issues.is_empty() {
+    let config = if issues.is_empty() && duplicates.is_empty() {
         deserialize_sections(root, &mut issues)
     } else {
         None
@@ -154,14 +160,13 @@ pub fn load_str(
     if let Some(config) = &config {
         validate(config, &mut issues);
     }
-    if issues.is_empty() {
+    if issues.is_empty() && duplicates.is_empty() {
         if let Some(config) = config {
             return Ok(config);
         }
     }
-    let mut errors: Vec<ConfigError> = issues
-        .into_iter()
-        .map(|i| ConfigError {
+    let mut errors: Vec<ConfigError> = duplicates;
+    errors.extend(issues.into_iter().map(|i| ConfigError {
             pos: if i.at_key {
                 spans.locate_key(&i.path)
             } else {
@@ -169,8 +174,7 @@ pub fn load_str(
             },
             path: i.path,
             message: i.message,
-        })
-        .collect();
+        }));
     errors.sort_by_key(|e| (e.pos.line, e.pos.col));
     errors.dedup();
     Err(fail(errors))

@@ -64,6 +64,15 @@ impl SpanIndex {
                 Event::Scalar(value, ..) => {
                     if let Some(Frame::Map { path, key, seen }) = stack.last_mut() {
                         if key.is_none() {
+                            // yaml-rust2 marks a block mapping's start at its
+                            // first ':'; the mapping really starts at its first key.
+                            if seen.is_empty() {
+                                if let Some(start) = index.values.get_mut(path.as_str()) {
+                                    if (pos.line, pos.col) < (start.line, start.col) {
+                                        *start = pos;
+                                    }
+                                }
+                            }
                             let full = join_key(path, &value);
                             if !seen.insert(value.clone()) {
                                 index.duplicates.push((full.clone(), pos));

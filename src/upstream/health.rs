@@ -121,7 +121,7 @@ fn describe(e: &Error) -> String {
         ErrorType::ConnectTimedout => "connect timed out".into(),
         ErrorType::ReadTimedout => "read timed out".into(),
         ErrorType::CustomCode(_, code) => format!("status {code}"),
-        other => format!("{}", other.as_str()),
+        other => other.as_str().to_string(),
     }
 }
 
