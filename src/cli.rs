@@ -46,6 +46,16 @@ pub enum Command {
     },
     /// Show which route, upstream and upstream path a request would get.
     Explain(ExplainArgs),
+    /// Live reload of the running process (SIGHUP via the pid file); prints what changed.
+    Reload,
+    /// Zero-downtime process swap: a new process takes the sockets, the old one drains.
+    Upgrade,
+    /// Stop the running process: graceful (SIGTERM) or --fast (SIGINT).
+    Stop {
+        /// Stop at once instead of draining.
+        #[arg(long)]
+        fast: bool,
+    },
 }
 
 /// `weir explain` arguments.

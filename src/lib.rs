@@ -7,11 +7,13 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod forward;
 pub mod logging;
 pub mod path;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod snapshot;

@@ -30,7 +30,14 @@ fn json_escape(s: &str) -> String {
 
 /// Installs the logger. Safe to call once per process.
 pub fn init(section: &LogSection) {
-    let default = level_name(section.level);
+    // Without RUST_LOG the logger passes everything and `log::set_max_level`
+    // decides, so a live reload can change the level.
+    let rust_log = std::env::var_os("RUST_LOG").is_some();
+    let default = if rust_log {
+        level_name(section.level)
+    } else {
+        "trace"
+    };
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default));
     if section.format == Some(LogFormat::Json) {
@@ -46,4 +53,22 @@ pub fn init(section: &LogSection) {
         });
     }
     let _ = builder.try_init();
+    if !rust_log {
+        set_level(section);
+    }
+}
+
+fn to_filter(l: Option<LogLevel>) -> log::LevelFilter {
+    match l.unwrap_or(LogLevel::Info) {
+        LogLevel::Error => log::LevelFilter::Error,
+        LogLevel::Warn => log::LevelFilter::Warn,
+        LogLevel::Info => log::LevelFilter::Info,
+        LogLevel::Debug => log::LevelFilter::Debug,
+        LogLevel::Trace => log::LevelFilter::Trace,
+    }
+}
+
+/// Applies a new `log.level` at run time (ignored when `RUST_LOG` is set).
+pub fn set_level(section: &LogSection) {
+    log::set_max_level(to_filter(section.level));
 }

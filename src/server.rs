@@ -6,6 +6,7 @@ use crate::cli::RunFlags;
 use crate::config::model::ServerSection;
 use crate::config::Loaded;
 use crate::proxy::Proxy;
+use crate::reload::Reloader;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::upstream::health::HealthService;
 use arc_swap::ArcSwap;
@@ -126,6 +127,9 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
         "health checks",
         HealthService::new(shared.clone()),
     ));
+    let pid_file = server.configuration.pid_file.clone();
+    let reloader = Reloader::new(&loaded.file, shared.clone(), &pid_file);
+    server.add_service(background_service("reload", reloader));
     let watcher = DrainWatcher {
         phases: Mutex::new(Some(server.watch_execution_phase())),
         draining,
@@ -139,5 +143,11 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
         cfg.routes.len(),
         cfg.upstreams.len()
     );
+    if !server.configuration.daemon {
+        // Pingora writes the pid file only when it daemonizes; stop/reload need it too.
+        if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+            log::warn!("cannot write pid file {pid_file}: {e}");
+        }
+    }
     server.run_forever()
 }

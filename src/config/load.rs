@@ -167,14 +167,14 @@ pub fn load_str(
     }
     let mut errors: Vec<ConfigError> = duplicates;
     errors.extend(issues.into_iter().map(|i| ConfigError {
-            pos: if i.at_key {
-                spans.locate_key(&i.path)
-            } else {
-                spans.locate(&i.path)
-            },
-            path: i.path,
-            message: i.message,
-        }));
+        pos: if i.at_key {
+            spans.locate_key(&i.path)
+        } else {
+            spans.locate(&i.path)
+        },
+        path: i.path,
+        message: i.message,
+    }));
     errors.sort_by_key(|e| (e.pos.line, e.pos.col));
     errors.dedup();
     Err(fail(errors))

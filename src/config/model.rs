@@ -306,8 +306,7 @@ impl Algorithm {
 }
 
 /// A backend: either `"ip:port"` or the long form.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum BackendEntry {
     /// `- 10.0.0.2:8080`
     Short(String),
@@ -329,6 +328,33 @@ pub struct BackendLong {
     /// `false` keeps the backend in the file but sends it nothing. Default true.
     #[serde(default = "default_true")]
     pub enabled: bool,
+}
+
+// Not `#[serde(untagged)]`: that would replace every error inside the long
+// form (unknown key, wrong type) by "did not match any variant", with no path.
+impl<'de> Deserialize<'de> for BackendEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = BackendEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a backend: \"ip:port\" or a mapping with address, weight, name, enabled",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<BackendEntry, E> {
+                Ok(BackendEntry::Short(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<BackendEntry, A::Error> {
+                BackendLong::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(BackendEntry::Long)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 fn default_weight() -> u32 {

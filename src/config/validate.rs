@@ -345,7 +345,9 @@ fn validate_upstream(u: &UpstreamConfig, base: &str, issues: &mut Vec<Issue>) {
         (Some(k), Algorithm::ConsistentHash) if crate::upstream::HashKey::parse(k).is_none() => {
             issues.push(Issue::new(
                 format!("{base}.hash_key"),
-                format!("invalid hash_key {k:?}; write client_ip, header:NAME, cookie:NAME or path"),
+                format!(
+                    "invalid hash_key {k:?}; write client_ip, header:NAME, cookie:NAME or path"
+                ),
             ));
         }
         (Some(_), Algorithm::ConsistentHash) => {}

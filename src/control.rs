@@ -1,0 +1,211 @@
+//! Commands that steer a running weir through its pid file: `reload`
+//! (SIGHUP, live swap), `stop` (SIGTERM / SIGINT) and `upgrade` (a new
+//! process takes the listening sockets over, then the old one drains).
+//! Each validates what it can before it signals anything.
+
+use crate::config::{self, Loaded};
+use crate::reload::status_path;
+use crate::server::server_conf;
+use crate::snapshot::Snapshot;
+use pingora_core::server::configuration::ServerConf;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn load(path: &Path) -> Result<(Loaded, ServerConf), String> {
+    let loaded = config::load_file(path).map_err(|e| e.to_string())?;
+    Snapshot::build(&loaded.config, None)?;
+    let dir = loaded.file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let conf = server_conf(&loaded.config.server, &dir);
+    Ok((loaded, conf))
+}
+
+/// Reads a pid file.
+pub fn read_pid(pid_file: &str) -> Result<i32, String> {
+    let text = std::fs::read_to_string(pid_file).map_err(|e| {
+        format!("cannot read pid file {pid_file}: {e} (is weir running with this config?)")
+    })?;
+    text.trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("pid file {pid_file} does not hold a pid"))
+}
+
+/// Whether a process exists.
+pub fn alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+fn signal(pid: i32, sig: libc::c_int) -> Result<(), String> {
+    // SAFETY: sending a signal to a pid has no memory-safety preconditions.
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "cannot signal process {pid}: {}",
+            std::io::Error::last_os_error()
+        ))
+    }
+}
+
+fn running_pid(conf: &ServerConf) -> Result<i32, String> {
+    let pid = read_pid(&conf.pid_file)?;
+    if !alive(pid) {
+        return Err(format!(
+            "no process {pid} (from {}): weir is not running",
+            conf.pid_file
+        ));
+    }
+    Ok(pid)
+}
+
+fn wait(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done()
+}
+
+fn finish(result: Result<String, String>) -> i32 {
+    match result {
+        Ok(msg) => {
+            println!("{msg}");
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+/// `weir reload`: validate, SIGHUP, wait for the process to report.
+pub fn reload(path: &Path) -> i32 {
+    finish((|| {
+        let (_, conf) = load(path)?;
+        let pid = running_pid(&conf)?;
+        let status = status_path(&conf.pid_file);
+        let _ = std::fs::remove_file(&status);
+        signal(pid, libc::SIGHUP)?;
+        let mut text = String::new();
+        if !wait(Duration::from_secs(10), || {
+            text = std::fs::read_to_string(&status).unwrap_or_default();
+            !text.is_empty()
+        }) {
+            return Err(format!("process {pid} did not report a reload within 10 s"));
+        }
+        let mut parts = text.trim_end().splitn(3, ' ');
+        let _generation = parts.next();
+        match (parts.next(), parts.next().unwrap_or("")) {
+            (Some("ok"), summary) => Ok(format!("reloaded (pid {pid}): {summary}")),
+            (_, why) => Err(format!(
+                "reload failed, the running config is unchanged:\n{why}"
+            )),
+        }
+    })())
+}
+
+/// `weir stop`: SIGTERM (graceful) or SIGINT (fast), then wait for exit.
+pub fn stop(path: &Path, fast: bool) -> i32 {
+    finish((|| {
+        let conf = match load(path) {
+            Ok((_, c)) => c,
+            // a broken file must not prevent stopping: use its server section if it parses
+            Err(e) => return Err(format!("cannot read the config to find the pid file:\n{e}")),
+        };
+        let pid = running_pid(&conf)?;
+        signal(pid, if fast { libc::SIGINT } else { libc::SIGTERM })?;
+        let grace = conf.grace_period_seconds.unwrap_or(0)
+            + conf.graceful_shutdown_timeout_seconds.unwrap_or(0);
+        let limit = Duration::from_secs(if fast { 10 } else { grace + 15 });
+        if wait(limit, || !alive(pid)) {
+            Ok(format!("stopped (pid {pid})"))
+        } else {
+            Err(format!(
+                "process {pid} is still running after {} s",
+                limit.as_secs()
+            ))
+        }
+    })())
+}
+
+fn sock_inode(path: &str) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+/// `weir upgrade`: start a new process with `-u -d`, hand it the sockets
+/// with SIGQUIT to the old one, and wait until the new one runs.
+pub fn upgrade(path: &Path) -> i32 {
+    finish((|| {
+        let (loaded, conf) = load(path)?;
+        let old = running_pid(&conf)?;
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot find the weir binary: {e}"))?;
+        let probe = Command::new(&exe).arg("--version").output();
+        if !probe.map(|o| o.status.success()).unwrap_or(false) {
+            return Err(format!(
+                "{} does not run; the old process keeps serving",
+                exe.display()
+            ));
+        }
+        let before = sock_inode(&conf.upgrade_sock);
+        let mut child = Command::new(&exe)
+            .arg("-c")
+            .arg(&loaded.file)
+            .args(["-u", "-d"])
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the new process: {e}"))?;
+        // The new process listens on upgrade_sock before the old one may send.
+        let mut exited = None;
+        let listening = wait(Duration::from_secs(10), || {
+            exited = child.try_wait().ok().flatten();
+            exited.is_some() || sock_inode(&conf.upgrade_sock).is_some_and(|i| Some(i) != before)
+        });
+        if let Some(status) = exited {
+            return Err(format!("the new process exited ({status}) before taking over; the old one (pid {old}) keeps serving"));
+        }
+        if !listening {
+            let _ = child.kill();
+            return Err(format!(
+                "the new process never opened {}; the old one (pid {old}) keeps serving",
+                conf.upgrade_sock
+            ));
+        }
+        signal(old, libc::SIGQUIT)?;
+        let mut status = None;
+        wait(Duration::from_secs(30), || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        match status {
+            Some(s) if s.success() => {}
+            Some(s) => return Err(format!("the new process failed ({s}) after the old one (pid {old}) was told to hand over; check the error log")),
+            None => {
+                let _ = child.kill();
+                return Err("the new process did not finish starting within 30 s".into());
+            }
+        }
+        let mut new = 0;
+        wait(Duration::from_secs(5), || {
+            new = read_pid(&conf.pid_file).unwrap_or(0);
+            new != old && new > 0 && alive(new)
+        });
+        if new == old || new == 0 {
+            return Err(format!("the pid file {} still names {old}", conf.pid_file));
+        }
+        Ok(format!(
+            "upgraded: pid {new} now serves; pid {old} drains and exits within {} s",
+            conf.grace_period_seconds.unwrap_or(0)
+                + conf.graceful_shutdown_timeout_seconds.unwrap_or(0)
+                + 5
+        ))
+    })())
+}
