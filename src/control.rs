@@ -33,10 +33,16 @@ pub fn read_pid(pid_file: &str) -> Result<i32, String> {
         .ok_or_else(|| format!("pid file {pid_file} does not hold a pid"))
 }
 
-/// Whether a process exists.
+/// Whether a process exists and has not exited (a zombie waiting for its
+/// parent to reap it counts as gone).
 pub fn alive(pid: i32) -> bool {
     // SAFETY: kill with signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+    let exists = unsafe { libc::kill(pid, 0) == 0 };
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('Z')))
+        .unwrap_or(false);
+    exists && !zombie
 }
 
 fn signal(pid: i32, sig: libc::c_int) -> Result<(), String> {
