@@ -166,18 +166,16 @@ fn paths_are_normalized_before_matching_and_forwarding() {
 #[test]
 fn check_and_explain_use_the_same_rules() {
     let dir = TestDir::create();
-    let cfg = format!(
-        r#"
-listeners: [{{ name: web, address: "127.0.0.1:1" }}]
+    let cfg = r#"
+listeners: [{ name: web, address: "127.0.0.1:1" }]
 routes:
-  - {{ name: all, upstream: a }}
-  - {{ name: never, match: {{ path_prefix: /v1 }}, upstream: a }}
+  - { name: all, upstream: a }
+  - { name: never, match: { path_prefix: /v1 }, upstream: a }
 upstreams:
-  a: {{ backends: ["127.0.0.1:2"] }}
-  unused: {{ backends: ["127.0.0.1:3"] }}
-"#
-    );
-    let path = dir.write("weir.yaml", &cfg);
+  a: { backends: ["127.0.0.1:2"] }
+  unused: { backends: ["127.0.0.1:3"] }
+"#;
+    let path = dir.write("weir.yaml", cfg);
     let p = path.to_str().unwrap();
     let out = run_weir(&["check", "-c", p]);
     let err = String::from_utf8_lossy(&out.stderr);
