@@ -4,7 +4,7 @@
 //! Each validates what it can before it signals anything.
 
 use crate::config::{self, Loaded};
-use crate::reload::status_path;
+use crate::live::status_path;
 use crate::server::server_conf;
 use crate::snapshot::Snapshot;
 use pingora_core::server::configuration::ServerConf;

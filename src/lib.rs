@@ -4,12 +4,18 @@
 //! (compiled router and upstream groups, swapped whole) → `proxy` (the
 //! Pingora `ProxyHttp` phases) → `upstream` (selection, health).
 
+pub mod access_log;
+pub mod admin;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod control;
+pub mod dns;
 pub mod forward;
+pub mod live;
 pub mod logging;
+pub mod metrics;
+pub mod overlay;
 pub mod path;
 pub mod policy;
 pub mod proxy;

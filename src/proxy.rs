@@ -4,6 +4,7 @@
 //! rewrites what goes upstream, `fail_to_connect` / `error_while_proxy`
 //! decide retries, and `fail_to_proxy` writes weir's own error answers.
 
+use crate::access_log::{AccessLog, Entry};
 use crate::forward;
 use crate::router::{allow_header, normalize_host, Action, Match, Route};
 use crate::snapshot::{SharedSnapshot, Snapshot};
@@ -18,6 +19,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Most tries per request (first try + `MAX_RETRIES`).
 const MAX_TRIES: usize = crate::config::validate::MAX_RETRIES as usize + 1;
@@ -28,12 +30,21 @@ pub struct Proxy {
     /// Set once a graceful stop or upgrade begins: answers then carry
     /// `Connection: close` so keep-alive clients move to the new process.
     draining: Arc<AtomicBool>,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 impl Proxy {
     /// A proxy reading `snapshot`; `draining` is raised on shutdown.
-    pub fn new(snapshot: SharedSnapshot, draining: Arc<AtomicBool>) -> Proxy {
-        Proxy { snapshot, draining }
+    pub fn new(
+        snapshot: SharedSnapshot,
+        draining: Arc<AtomicBool>,
+        access_log: Option<Arc<AccessLog>>,
+    ) -> Proxy {
+        Proxy {
+            snapshot,
+            draining,
+            access_log,
+        }
     }
 }
 
@@ -59,6 +70,9 @@ pub struct Ctx {
     request_id: Option<HeaderValue>,
     client: Option<IpAddr>,
     peer_trusted: bool,
+    start: Instant,
+    sent_upstream: Option<Instant>,
+    upstream_status: u16,
 }
 
 impl Ctx {
@@ -77,6 +91,12 @@ impl Ctx {
     fn may_retry(&self) -> bool {
         let retries = self.route().map_or(0, |r| r.retries as usize);
         self.attempts <= retries && self.attempts < MAX_TRIES
+    }
+}
+
+fn count_retry(ctx: &Ctx) {
+    if let Some(c) = ctx.group().and_then(|g| g.retries.as_ref()) {
+        c.inc();
     }
 }
 
@@ -213,6 +233,9 @@ impl ProxyHttp for Proxy {
             request_id: None,
             client: None,
             peer_trusted: false,
+            start: Instant::now(),
+            sent_upstream: None,
+            upstream_status: 0,
         }
     }
 
@@ -362,6 +385,7 @@ impl ProxyHttp for Proxy {
         if let Some(r) = ctx.route() {
             r.request_headers.apply_request(upstream);
         }
+        ctx.sent_upstream = Some(Instant::now());
         Ok(())
     }
 
@@ -391,6 +415,7 @@ impl ProxyHttp for Proxy {
         ctx.in_flight = None;
         if ctx.may_retry() && self.has_alternative(session, ctx) {
             e.set_retry(true);
+            count_retry(ctx);
         }
         e
     }
@@ -447,8 +472,73 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.upstream_status = resp.status.as_u16();
+        if let (Some(sent), Some(b)) = (ctx.sent_upstream, &ctx.backend) {
+            if let Some(h) = &b.ttfb {
+                h.observe(sent.elapsed().as_secs_f64());
+            }
+        }
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         ctx.in_flight = None;
+        let written = session.response_written().map(|r| r.status.as_u16());
+        let status = match (written, e) {
+            (Some(s), _) => s,
+            (None, Some(_)) => 499,
+            (None, None) => 0,
+        };
+        let elapsed = ctx.start.elapsed();
+        let req = session.req_header();
+        match ctx.route() {
+            Some(r) => r.metrics.record(&req.method, status, elapsed.as_secs_f64()),
+            None => crate::metrics::unmatched().record(&req.method, status, elapsed.as_secs_f64()),
+        }
+        let Some(log) = &self.access_log else { return };
+        let header = |n: header::HeaderName| {
+            req.headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        let backend = ctx.backend.as_ref().map(|b| b.addr.to_string());
+        let version = match req.version {
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_2 => "HTTP/2.0",
+            _ => "HTTP/1.1",
+        };
+        log.log(&Entry {
+            client: ctx.client,
+            peer: peer_ip(session),
+            method: req.method.as_str(),
+            host: header(header::HOST),
+            path: req.uri.path(),
+            query: req.uri.query(),
+            status,
+            upstream_status: ctx.upstream_status,
+            bytes: session.body_bytes_sent(),
+            bytes_in: session.body_bytes_read(),
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            route: ctx.route().map_or("-", |r| &r.name),
+            upstream: ctx.group().map_or("-", |g| &g.name),
+            backend: backend.as_deref().unwrap_or("-"),
+            attempts: ctx.attempts,
+            request_id: ctx
+                .request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+            user_agent: header(header::USER_AGENT),
+            referer: header(header::REFERER),
+            version,
+        });
     }
 }
 

@@ -104,6 +104,8 @@ pub struct Route {
     pub request_headers: HeaderOps,
     /// Changes to the response.
     pub response_headers: HeaderOps,
+    /// Metric handles.
+    pub metrics: crate::metrics::RouteMetrics,
 }
 
 /// Result of matching a request.
@@ -275,6 +277,7 @@ mod tests {
             retry_on_timeout: false,
             request_headers: HeaderOps::default(),
             response_headers: HeaderOps::default(),
+            metrics: crate::metrics::RouteMetrics::new(name, "-"),
         }
     }
 

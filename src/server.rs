@@ -2,18 +2,22 @@
 //! service for every http listener, and background services (health checks,
 //! the shutdown watcher).
 
+use crate::access_log;
+use crate::admin::AdminApi;
 use crate::cli::RunFlags;
 use crate::config::model::ServerSection;
+use crate::config::validate::{parse_admin_listen, AdminListen};
 use crate::config::Loaded;
+use crate::dns::DnsService;
+use crate::live::Live;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
-use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::upstream::health::HealthService;
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{ExecutionPhase, Server, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
+use pingora_core::services::listening::Service;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -100,8 +104,8 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
     let cfg = &loaded.config;
     let dir = loaded.file.parent().unwrap_or(Path::new("/")).to_path_buf();
     let conf = server_conf(&cfg.server, &dir);
-    let snapshot = Snapshot::build(cfg, None)?;
-    let shared: SharedSnapshot = Arc::new(ArcSwap::from_pointee(snapshot));
+    let pid_file = conf.pid_file.clone();
+    let live = Live::start(&loaded.file, cfg.clone(), &pid_file)?;
 
     let opt = Opt {
         upgrade: flags.upgrade,
@@ -114,22 +118,47 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
     server.bootstrap();
 
     let draining = Arc::new(AtomicBool::new(false));
+    let (access_log, writer) = match access_log::build(cfg.log.access_log.as_ref(), &dir) {
+        Some((log, writer)) => (Some(Arc::new(log)), Some(writer)),
+        None => (None, None),
+    };
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
-        Proxy::new(shared.clone(), draining.clone()),
+        Proxy::new(live.snapshot.clone(), draining.clone(), access_log),
         "weir proxy",
     );
     for l in &cfg.listeners {
         proxy.add_tcp(&l.address);
     }
     server.add_service(proxy);
+    if let Some(admin) = &cfg.admin {
+        let listen = parse_admin_listen(&admin.listen).ok_or("invalid admin.listen")?;
+        let api = AdminApi::new(live.clone(), &listen, admin.token.clone());
+        let mut service = Service::new("weir admin".to_string(), api);
+        match &listen {
+            AdminListen::Tcp(a) => service.add_tcp(&a.to_string()),
+            AdminListen::Unix(p) => {
+                use std::os::unix::fs::PermissionsExt;
+                let path = dir.join(p).display().to_string();
+                service.add_uds(&path, Some(std::fs::Permissions::from_mode(0o600)));
+            }
+        }
+        server.add_service(service);
+    }
+    if let Some(writer) = writer {
+        server.add_service(background_service("access log", writer));
+    }
     server.add_service(background_service(
         "health checks",
-        HealthService::new(shared.clone()),
+        HealthService::new(live.snapshot.clone()),
     ));
-    let pid_file = server.configuration.pid_file.clone();
-    let reloader = Reloader::new(&loaded.file, shared.clone(), &pid_file);
-    server.add_service(background_service("reload", reloader));
+    server.add_service(background_service("reload", Reloader::new(live.clone())));
+    if cfg.upstreams.values().any(|u| u.discovery.is_some()) {
+        server.add_service(background_service(
+            "dns discovery",
+            DnsService::new(live.clone()),
+        ));
+    }
     let watcher = DrainWatcher {
         phases: Mutex::new(Some(server.watch_execution_phase())),
         draining,

@@ -196,9 +196,12 @@ fn compile_route(
         PathRewrite::None
     };
     let retry_on = r.retry_on.clone().unwrap_or_default();
+    let name = route_label(r, i);
+    let metrics = crate::metrics::RouteMetrics::new(&name, r.upstream.as_deref().unwrap_or("-"));
     Ok(Route {
+        metrics,
         index: i,
-        name: route_label(r, i).into(),
+        name: name.into(),
         listeners: mask,
         host,
         prefix: m.path_prefix.clone().map(Into::into),

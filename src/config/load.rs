@@ -100,6 +100,7 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
 const TOP_KEYS: &[&str] = &[
     "server",
     "log",
+    "admin",
     "trusted_proxies",
     "listeners",
     "routes",
@@ -202,6 +203,7 @@ fn deserialize_sections(root: Value, issues: &mut Vec<Issue>) -> Option<FileConf
         match key.as_str() {
             "server" => cfg.server = de(value, &key, issues).unwrap_or_default(),
             "log" => cfg.log = de(value, &key, issues).unwrap_or_default(),
+            "admin" => cfg.admin = de(value, &key, issues),
             "trusted_proxies" => cfg.trusted_proxies = de(value, &key, issues).unwrap_or_default(),
             "listeners" => cfg.listeners = de_list(value, &key, issues),
             "routes" => cfg.routes = de_list(value, &key, issues),

@@ -4,7 +4,7 @@
 //! [`crate::config::validate`] and turned into runtime structures by
 //! [`crate::snapshot`]; nothing on the request path reads them.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -25,16 +25,24 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+impl Serialize for Dur {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
 /// The whole file.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Process settings handed to Pingora's `ServerConf`.
     #[serde(default)]
     pub server: ServerSection,
-    /// Process log settings.
+    /// Process log and access log settings.
     #[serde(default)]
     pub log: LogSection,
+    /// The admin API. Default: none.
+    pub admin: Option<AdminSection>,
     /// Peers whose `X-Forwarded-For` is believed (CIDR or plain addresses). Default: none.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
@@ -50,7 +58,7 @@ pub struct FileConfig {
 }
 
 /// The `server` section: a subset of Pingora's `ServerConf`, same names and units.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     /// Worker threads of the proxy service. Default: the number of CPUs.
@@ -78,17 +86,66 @@ pub struct ServerSection {
 }
 
 /// The `log` section.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
     /// Minimum level of the process log. Default: info.
     pub level: Option<LogLevel>,
     /// Format of the process log. Default: text.
     pub format: Option<LogFormat>,
+    /// One line per request. Default: off.
+    pub access_log: Option<AccessLogConfig>,
+}
+
+/// `log.access_log`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogConfig {
+    /// `stdout`, `off`, or a file path. Default: stdout.
+    #[serde(default = "default_access_path")]
+    pub path: String,
+    /// `json` (default) or `combined` (nginx's).
+    #[serde(default)]
+    pub format: AccessLogFormat,
+    /// Keep the query string in `path` (queries often carry secrets). Default: false.
+    #[serde(default)]
+    pub log_query: bool,
+}
+
+fn default_access_path() -> String {
+    "stdout".into()
+}
+
+/// Access log line formats.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// nginx's `combined`.
+    Combined,
+}
+
+/// The `admin` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// `ip:port` (default `127.0.0.1:9901`) or `unix:/path`.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+    /// Bearer token for changing calls; without one the API is read-only.
+    pub token: Option<String>,
+    /// Where admin-made backend changes persist.
+    pub state_file: Option<String>,
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:9901".into()
 }
 
 /// A process log level.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     /// Errors only.
@@ -104,7 +161,7 @@ pub enum LogLevel {
 }
 
 /// How process log lines are written.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// `2026-01-01T00:00:00Z INFO target: message`
@@ -114,7 +171,7 @@ pub enum LogFormat {
 }
 
 /// One entry of `listeners`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Unique name, referenced by `routes[].listeners`.
@@ -127,7 +184,7 @@ pub struct ListenerConfig {
 }
 
 /// The protocol of a listener.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerProtocol {
     /// Plain HTTP/1.1.
@@ -140,7 +197,7 @@ pub enum ListenerProtocol {
 }
 
 /// One entry of `routes`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Unique name used in logs and metrics. Default: `route<N>` (its index).
@@ -172,7 +229,7 @@ pub struct RouteConfig {
 }
 
 /// `routes[].match`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MatchConfig {
     /// `api.example.com` or `*.example.com`.
@@ -186,7 +243,7 @@ pub struct MatchConfig {
 }
 
 /// `routes[].respond`: weir answers by itself.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RespondConfig {
     /// Status code. Default: 200.
@@ -204,7 +261,7 @@ fn default_respond_status() -> u16 {
 }
 
 /// `routes[].rewrite`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RewriteConfig {
     /// Regex matched against the normalized path.
@@ -214,7 +271,7 @@ pub struct RewriteConfig {
 }
 
 /// Failures a route may retry on.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum RetryOn {
     /// The backend refused, reset or timed out while connecting (always retried).
@@ -224,7 +281,7 @@ pub enum RetryOn {
 }
 
 /// `request_headers` / `response_headers`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderOpsConfig {
     /// Replace (or add) these headers.
@@ -239,7 +296,7 @@ pub struct HeaderOpsConfig {
 }
 
 /// Timeouts towards backends.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutsConfig {
     /// TCP connect. Default 5s.
@@ -253,7 +310,7 @@ pub struct TimeoutsConfig {
 }
 
 /// One upstream group.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// How a backend is chosen. Default: round_robin.
@@ -270,10 +327,57 @@ pub struct UpstreamConfig {
     pub timeouts: Option<TimeoutsConfig>,
     /// Host header sent upstream. Default: the client's.
     pub host_header: Option<String>,
+    /// Backends found in DNS, in addition to `backends`.
+    pub discovery: Option<DiscoveryConfig>,
+}
+
+/// `upstreams.*.discovery`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// A/AAAA lookup.
+    pub dns: DnsDiscovery,
+}
+
+/// `upstreams.*.discovery.dns`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DnsDiscovery {
+    /// Name to resolve.
+    pub name: String,
+    /// Port of every resolved address.
+    pub port: u16,
+    /// How often to resolve. Default 10s.
+    pub refresh: Option<Dur>,
+    /// `ip:port` of the DNS server. Default: the system's resolv.conf.
+    pub resolver: Option<String>,
+}
+
+/// Where a backend came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Source {
+    /// The config file.
+    #[default]
+    File,
+    /// The admin API (persisted in `state_file`).
+    Admin,
+    /// DNS discovery.
+    Dns,
+}
+
+impl Source {
+    /// `file`, `admin` or `dns`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::File => "file",
+            Source::Admin => "admin",
+            Source::Dns => "dns",
+        }
+    }
 }
 
 /// Selection algorithms.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Algorithm {
     /// Each backend in turn (weights repeat a backend, as Pingora does).
@@ -306,7 +410,8 @@ impl Algorithm {
 }
 
 /// A backend: either `"ip:port"` or the long form.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
 pub enum BackendEntry {
     /// `- 10.0.0.2:8080`
     Short(String),
@@ -315,7 +420,7 @@ pub enum BackendEntry {
 }
 
 /// The long form of a backend.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BackendLong {
     /// `ip:port` or `host:port` (resolved at load).
@@ -328,6 +433,12 @@ pub struct BackendLong {
     /// `false` keeps the backend in the file but sends it nothing. Default true.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Where it came from (not a file key).
+    #[serde(skip)]
+    pub source: Source,
+    /// Takes no new requests; in-flight ones finish (admin state, not a file key).
+    #[serde(skip)]
+    pub draining: bool,
 }
 
 // Not `#[serde(untagged)]`: that would replace every error inside the long
@@ -374,6 +485,8 @@ impl BackendEntry {
                 weight: 1,
                 name: None,
                 enabled: true,
+                source: Source::File,
+                draining: false,
             },
             BackendEntry::Long(l) => l.clone(),
         }
@@ -381,7 +494,7 @@ impl BackendEntry {
 }
 
 /// `upstreams.*.health_check`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckConfig {
     /// `tcp` or `http`.
@@ -406,7 +519,7 @@ pub struct HealthCheckConfig {
 }
 
 /// Kinds of active health check.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthCheckKind {
     /// A TCP connect succeeds.

@@ -28,6 +28,17 @@ pub fn validate(cfg: &FileConfig, issues: &mut Vec<Issue>) {
         }
     }
     validate_listeners(cfg, issues);
+    if let Some(a) = &cfg.admin {
+        validate_admin(a, cfg, issues);
+    }
+    if let Some(al) = cfg.log.access_log.as_ref() {
+        if al.path.trim().is_empty() {
+            issues.push(Issue::new(
+                "log.access_log.path",
+                "write stdout, off or a file path",
+            ));
+        }
+    }
     let mut names = HashSet::new();
     for (i, r) in cfg.routes.iter().enumerate() {
         let base = format!("routes[{i}]");
@@ -60,6 +71,66 @@ pub fn parse_cidr(text: &str) -> Option<(std::net::IpAddr, u8)> {
     };
     let max = if ip.is_ipv4() { 32 } else { 128 };
     (len <= max).then_some((ip, len))
+}
+
+/// Where the admin API listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminListen {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A unix socket path (mode 0600).
+    Unix(String),
+}
+
+/// Parses `admin.listen`.
+pub fn parse_admin_listen(text: &str) -> Option<AdminListen> {
+    match text.strip_prefix("unix:") {
+        Some(p) if !p.is_empty() => Some(AdminListen::Unix(p.to_string())),
+        Some(_) => None,
+        None => text.parse().ok().map(AdminListen::Tcp),
+    }
+}
+
+fn validate_admin(a: &AdminSection, cfg: &FileConfig, issues: &mut Vec<Issue>) {
+    match parse_admin_listen(&a.listen) {
+        None => issues.push(Issue::new(
+            "admin.listen",
+            format!(
+                "invalid address {:?}; write ip:port (127.0.0.1:9901) or unix:/path",
+                a.listen
+            ),
+        )),
+        Some(AdminListen::Tcp(addr)) => {
+            if !addr.ip().is_loopback() && a.token.is_none() {
+                issues.push(Issue::new(
+                    "admin.listen",
+                    format!(
+                        "{addr} is not a loopback address: set admin.token, or listen on 127.0.0.1"
+                    ),
+                ));
+            }
+            if cfg
+                .listeners
+                .iter()
+                .any(|l| l.address.parse::<SocketAddr>().ok() == Some(addr))
+            {
+                issues.push(Issue::new(
+                    "admin.listen",
+                    format!("{addr} is also a listener's address"),
+                ));
+            }
+        }
+        Some(AdminListen::Unix(_)) => {}
+    }
+    if a.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        issues.push(Issue::new(
+            "admin.token",
+            "must not be empty (leave it out for a read-only API)",
+        ));
+    }
+    if a.state_file.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        issues.push(Issue::new("admin.state_file", "must be a file path"));
+    }
 }
 
 fn validate_server(s: &ServerSection, issues: &mut Vec<Issue>) {

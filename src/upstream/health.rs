@@ -66,9 +66,14 @@ impl Schedule {
     }
 }
 
+/// Backend labels by address, shared between a group and its health check
+/// (the check outlives group rebuilds that keep the same health config).
+pub type Labels = Arc<arc_swap::ArcSwap<HashMap<SocketAddr, Arc<str>>>>;
+
 /// Wraps a Pingora check to remember why a backend failed and log changes.
 struct LoggedCheck {
     upstream: Arc<str>,
+    labels: Labels,
     inner: Box<dyn HealthCheck + Send + Sync>,
     port: Option<u16>,
     last_error: Mutex<HashMap<SocketAddr, String>>,
@@ -90,6 +95,13 @@ impl HealthCheck for LoggedCheck {
             None => self.inner.check(target).await,
         };
         if let (Err(e), Some(addr)) = (&result, addr_of(target)) {
+            let label = self
+                .labels
+                .load()
+                .get(&addr)
+                .cloned()
+                .unwrap_or_else(|| addr.to_string().into());
+            crate::metrics::health_check_failed(&self.upstream, &label);
             let reason = describe(e);
             if let Ok(mut m) = self.last_error.lock() {
                 m.insert(addr, reason);
@@ -130,6 +142,7 @@ pub fn build_check(
     upstream: &str,
     cfg: &HealthCheckConfig,
     host_header: Option<&str>,
+    labels: Labels,
 ) -> Box<dyn HealthCheck + Send + Sync> {
     let timeout = cfg.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
     let up = cfg.healthy_threshold.unwrap_or(DEFAULT_HEALTHY);
@@ -179,6 +192,7 @@ pub fn build_check(
     };
     Box::new(LoggedCheck {
         upstream: upstream.into(),
+        labels,
         inner,
         port: cfg.port,
         last_error: Mutex::new(HashMap::new()),

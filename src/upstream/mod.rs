@@ -5,7 +5,7 @@
 pub mod health;
 pub mod selection;
 
-use crate::config::model::{Algorithm, UpstreamConfig};
+use crate::config::model::{Algorithm, Source, UpstreamConfig};
 use crate::config::validate::resolve;
 use crate::router::Timeouts;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -57,6 +57,12 @@ pub struct BackendInfo {
     pub weight: u32,
     /// `enabled: false` backends take no traffic.
     pub enabled: bool,
+    /// Draining backends take no new requests.
+    pub draining: bool,
+    /// Where it came from.
+    pub source: Source,
+    /// Time-to-first-byte histogram.
+    pub ttfb: Option<prometheus::Histogram>,
     /// Peer with the upstream's default timeouts.
     pub peer: HttpPeer,
     /// Requests in flight right now (shared across reloads).
@@ -159,6 +165,10 @@ pub struct Group {
     pub order: Vec<SocketAddr>,
     /// Shared health state and the configured check.
     pub registry: Arc<HealthRegistry>,
+    /// Backend labels the health check logs and counts under.
+    pub labels: health::Labels,
+    /// Retries counted for this upstream.
+    pub retries: Option<prometheus::IntCounter>,
     /// Check schedule, if health checking is on.
     pub health: Option<health::Schedule>,
     /// Host header sent upstream instead of the client's.
@@ -218,17 +228,21 @@ impl Group {
                 .unwrap_or_default();
             let mut peer = HttpPeer::new(addr, false, String::new());
             apply_timeouts(&mut peer, &timeouts);
+            let label: Arc<str> = b.name.clone().unwrap_or_else(|| addr.to_string()).into();
             let info = BackendInfo {
                 addr,
-                label: b.name.clone().unwrap_or_else(|| addr.to_string()).into(),
+                ttfb: crate::metrics::ttfb(name, &label),
+                label,
                 weight: b.weight,
                 enabled: b.enabled,
+                draining: b.draining,
+                source: b.source,
                 peer,
                 in_flight,
                 requests: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
             };
-            if b.enabled {
+            if b.enabled && !b.draining {
                 set.insert(Backend {
                     addr: pingora_core::protocols::l4::socket::SocketAddr::Inet(addr),
                     weight: b.weight as usize,
@@ -238,21 +252,30 @@ impl Group {
             order.push(addr);
             backends.insert(addr, Arc::new(info));
         }
-        let registry = match previous {
+        let (registry, labels) = match previous {
             Some(p)
                 if p.config.health_check == cfg.health_check
                     && p.config.host_header == cfg.host_header =>
             {
-                p.registry.clone()
+                (p.registry.clone(), p.labels.clone())
             }
             _ => {
                 let r = Arc::new(HealthRegistry::new());
+                let labels = health::Labels::default();
                 if let Some(hc) = &cfg.health_check {
-                    r.set_health_check(health::build_check(name, hc, cfg.host_header.as_deref()));
+                    let check =
+                        health::build_check(name, hc, cfg.host_header.as_deref(), labels.clone());
+                    r.set_health_check(check);
                 }
-                r
+                (r, labels)
             }
         };
+        labels.store(Arc::new(
+            backends
+                .iter()
+                .map(|(a, i)| (*a, i.label.clone()))
+                .collect(),
+        ));
         let counters: Counters = Arc::new(
             backends
                 .iter()
@@ -288,13 +311,23 @@ impl Group {
             backends,
             order,
             registry,
+            labels,
+            retries: crate::metrics::retries(name),
             health: cfg.health_check.as_ref().map(health::Schedule::new),
             host_header,
             timeouts,
         })
     }
 
-    /// Whether a backend is healthy (health checks) and enabled.
+    /// Whether a backend takes traffic: enabled, not draining, healthy.
+    pub fn is_up(&self, addr: SocketAddr) -> bool {
+        self.backends
+            .get(&addr)
+            .is_some_and(|b| b.enabled && !b.draining)
+            && self.is_healthy(addr)
+    }
+
+    /// Whether a backend in the selection set passes its health checks.
     pub fn is_healthy(&self, addr: SocketAddr) -> bool {
         self.balancer.ready(&Backend {
             addr: pingora_core::protocols::l4::socket::SocketAddr::Inet(addr),

@@ -1,0 +1,322 @@
+//! The admin API (SPEC §5) on its own listener, as a Pingora service so a
+//! graceful upgrade hands its socket over too. JSON in, JSON out.
+//! Without `admin.token` it is read-only; with one, every call but
+//! `GET /health` needs `Authorization: Bearer TOKEN` (compared in constant
+//! time). Requests whose `Host` is not the admin address are refused
+//! (DNS rebinding).
+
+use crate::config::model::FileConfig;
+use crate::config::validate::AdminListen;
+use crate::live::{ApiError, Live};
+use crate::overlay::BackendState;
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode};
+use pingora_core::apps::http_app::ServeHttp;
+use pingora_core::protocols::http::ServerSession;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+const MAX_BODY: usize = 64 * 1024;
+
+/// The admin API application.
+pub struct AdminApi {
+    live: Arc<Live>,
+    token: Option<String>,
+    hosts: Vec<String>,
+}
+
+/// Compares without leaking where the first difference is.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xFF));
+    }
+    diff == 0
+}
+
+fn respond(status: u16, body: Value) -> Response<Vec<u8>> {
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", "application/json")
+        .header("content-length", bytes.len())
+        .body(bytes)
+        .unwrap_or_default()
+}
+
+fn error(status: u16, msg: impl Into<String>) -> Response<Vec<u8>> {
+    respond(status, json!({ "error": msg.into() }))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The effective config as JSON, secrets redacted.
+pub fn redacted_config(cfg: &FileConfig) -> Value {
+    let mut v = serde_json::to_value(cfg).unwrap_or(Value::Null);
+    if let Some(t) = v.pointer_mut("/admin/token") {
+        if !t.is_null() {
+            *t = Value::String("<redacted>".into());
+        }
+    }
+    v
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddBody {
+    address: String,
+    #[serde(default = "one")]
+    weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBody {
+    state: Option<BackendState>,
+    weight: Option<u32>,
+}
+
+impl AdminApi {
+    /// The API for `live`, listening on `listen`.
+    pub fn new(live: Arc<Live>, listen: &AdminListen, token: Option<String>) -> AdminApi {
+        let hosts = match listen {
+            AdminListen::Tcp(a) => {
+                let mut h = vec![a.to_string(), format!("localhost:{}", a.port())];
+                if a.ip().is_loopback() && a.is_ipv4() {
+                    h.push(format!("[::1]:{}", a.port()));
+                }
+                h
+            }
+            AdminListen::Unix(_) => Vec::new(),
+        };
+        AdminApi { live, token, hosts }
+    }
+
+    fn status(&self) -> Value {
+        let snap = self.live.snapshot.load_full();
+        let upstreams: Vec<Value> = snap
+            .groups
+            .iter()
+            .map(|g| {
+                let backends: Vec<Value> = g
+                    .order
+                    .iter()
+                    .filter_map(|a| g.backends.get(a))
+                    .map(|b| {
+                        let state = if !b.enabled {
+                            "disabled"
+                        } else if b.draining {
+                            "draining"
+                        } else {
+                            "enabled"
+                        };
+                        json!({
+                            "address": b.addr.to_string(),
+                            "name": &*b.label,
+                            "weight": b.weight,
+                            "state": state,
+                            "healthy": b.enabled && !b.draining && g.is_healthy(b.addr),
+                            "circuit": "closed",
+                            "in_flight": b.in_flight.load(Relaxed),
+                            "requests": b.requests.load(Relaxed),
+                            "failures": b.failures.load(Relaxed),
+                            "source": b.source.as_str(),
+                        })
+                    })
+                    .collect();
+                json!({ "name": &*g.name, "algorithm": g.config.algorithm.as_str(), "backends": backends })
+            })
+            .collect();
+        json!({ "upstreams": upstreams })
+    }
+
+    fn authorized(&self, session: &ServerSession, mutating: bool) -> Result<(), Response<Vec<u8>>> {
+        match &self.token {
+            None if mutating => Err(error(
+                403,
+                "the admin API is read-only: set admin.token to allow changes",
+            )),
+            None => Ok(()),
+            Some(token) => {
+                let given = session
+                    .req_header()
+                    .headers
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or("");
+                if ct_eq(given.trim().as_bytes(), token.as_bytes()) {
+                    Ok(())
+                } else {
+                    Err(error(401, "missing or wrong bearer token"))
+                }
+            }
+        }
+    }
+
+    async fn body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<u8>>> {
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > MAX_BODY {
+                        return Err(error(413, "body too large"));
+                    }
+                }
+                Ok(None) => return Ok(body),
+                Err(_) => return Err(error(400, "cannot read the request body")),
+            }
+        }
+    }
+
+    async fn handle(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        let method = req.method.clone();
+        let path = req.uri.path().to_string();
+        if !self.hosts.is_empty() {
+            if let Some(host) = req
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+            {
+                if !self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+                    return error(
+                        403,
+                        format!("Host must be the admin address ({})", self.hosts[0]),
+                    );
+                }
+            }
+        }
+        let mutating = !matches!(method, Method::GET | Method::HEAD);
+        if path != "/health" || mutating {
+            if let Err(resp) = self.authorized(session, mutating) {
+                return resp;
+            }
+        }
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (method.as_str(), parts.as_slice()) {
+            ("GET", ["health"]) => respond(
+                200,
+                json!({
+                    "status": "UP",
+                    "uptime_seconds": self.live.started.elapsed().as_secs(),
+                    "version": env!("CARGO_PKG_VERSION"),
+                }),
+            ),
+            ("GET", ["status"]) => respond(200, self.status()),
+            ("GET", ["config"]) => respond(200, redacted_config(&self.live.snapshot.load().config)),
+            ("GET", ["metrics"]) => {
+                let text = crate::metrics::render(&self.live.snapshot.load());
+                Response::builder()
+                    .status(200)
+                    .header("content-type", "text/plain; version=0.0.4")
+                    .header("content-length", text.len())
+                    .body(text.into_bytes())
+                    .unwrap_or_default()
+            }
+            ("POST", ["reload"]) => match self.live.reload_and_report() {
+                Ok(summary) => respond(200, json!({ "reloaded": true, "changed": summary })),
+                Err(e) => error(400, e),
+            },
+            ("POST", ["upstreams", name, "backends"]) => {
+                let body = match Self::body(session).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let add: AddBody = match serde_json::from_slice(&body) {
+                    Ok(a) => a,
+                    Err(e) => return error(400, format!("invalid body: {e}")),
+                };
+                let name = percent_decode(name);
+                match self.live.add_backend(&name, &add.address, add.weight) {
+                    Ok(()) => respond(
+                        201,
+                        json!({ "upstream": name, "address": add.address, "weight": add.weight }),
+                    ),
+                    Err(ApiError(code, msg)) => error(code, msg),
+                }
+            }
+            ("PATCH", ["upstreams", name, "backends", addr]) => {
+                let body = match Self::body(session).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let patch: PatchBody = match serde_json::from_slice(&body) {
+                    Ok(p) => p,
+                    Err(e) => return error(400, format!("invalid body: {e}")),
+                };
+                let (name, addr) = (percent_decode(name), percent_decode(addr));
+                match self
+                    .live
+                    .patch_backend(&name, &addr, patch.state, patch.weight)
+                {
+                    Ok(()) => respond(200, json!({ "upstream": name, "address": addr })),
+                    Err(ApiError(code, msg)) => error(code, msg),
+                }
+            }
+            ("DELETE", ["upstreams", name, "backends", addr]) => {
+                let (name, addr) = (percent_decode(name), percent_decode(addr));
+                match self.live.remove_backend(&name, &addr) {
+                    Ok(()) => Response::builder()
+                        .status(204)
+                        .body(Vec::new())
+                        .unwrap_or_default(),
+                    Err(ApiError(code, msg)) => error(code, msg),
+                }
+            }
+            (_, ["health" | "status" | "config" | "metrics" | "reload"])
+            | (_, ["upstreams", _, "backends", ..]) => error(405, "method not allowed"),
+            _ => error(404, "not found"),
+        }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApi {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        self.handle(session).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(ct_eq(b"secret", b"secret"));
+        assert!(!ct_eq(b"secret", b"secreT"));
+        assert!(!ct_eq(b"secret", b"secret2"));
+        assert!(!ct_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn decodes_percent_escapes() {
+        assert_eq!(percent_decode("%5B%3A%3A1%5D%3A80"), "[::1]:80");
+        assert_eq!(percent_decode("127.0.0.1:80"), "127.0.0.1:80");
+        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
+    }
+}

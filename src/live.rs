@@ -1,0 +1,408 @@
+//! The running configuration and everything that may change it: the file
+//! (live reload), the admin overlay (backend changes through the API) and
+//! DNS discovery. Every change goes through one lock and ends with a whole
+//! new snapshot swapped in; upstream groups whose definition did not change
+//! are reused, so their health and counters survive.
+
+use crate::config::model::{BackendEntry, FileConfig};
+use crate::config::validate::validate;
+use crate::config::{self, Issue};
+use crate::overlay::{BackendState, Op, Overlay};
+use crate::snapshot::{SharedSnapshot, Snapshot};
+use arc_swap::ArcSwap;
+use log::{error, info, warn};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// What a snapshot is built from.
+struct Inputs {
+    file_config: FileConfig,
+    overlay: Overlay,
+    dns: BTreeMap<String, Vec<SocketAddr>>,
+}
+
+/// The live state of a running weir.
+pub struct Live {
+    /// The config file the process was started with.
+    pub file: PathBuf,
+    /// The snapshot the proxy reads.
+    pub snapshot: SharedSnapshot,
+    inputs: Mutex<Inputs>,
+    state_file: Option<PathBuf>,
+    status_file: PathBuf,
+    generation: AtomicU64,
+    rust_log_set: bool,
+    /// When the process started.
+    pub started: Instant,
+}
+
+/// An admin API failure: HTTP status and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError(pub u16, pub String);
+
+/// The status file for a pid file: `<pid_file>.reload`.
+pub fn status_path(pid_file: &str) -> PathBuf {
+    PathBuf::from(format!("{pid_file}.reload"))
+}
+
+/// Resolves `admin.state_file` against the config folder.
+pub fn state_file_path(cfg: &FileConfig, config_dir: &Path) -> Option<PathBuf> {
+    cfg.admin
+        .as_ref()?
+        .state_file
+        .as_ref()
+        .map(|p| config_dir.join(p))
+}
+
+/// What differs between two configs, for the reload message.
+pub fn summarize(old: &FileConfig, new: &FileConfig) -> String {
+    let mut parts = Vec::new();
+    if old.routes != new.routes {
+        parts.push(format!(
+            "routes ({} → {})",
+            old.routes.len(),
+            new.routes.len()
+        ));
+    }
+    let mut changed: Vec<&str> = Vec::new();
+    for (name, u) in &new.upstreams {
+        match old.upstreams.get(name) {
+            Some(o) if o == u => {}
+            Some(_) => changed.push(name),
+            None => parts.push(format!("upstream {name} added")),
+        }
+    }
+    for name in old.upstreams.keys() {
+        if !new.upstreams.contains_key(name) {
+            parts.push(format!("upstream {name} removed"));
+        }
+    }
+    if !changed.is_empty() {
+        parts.push(format!("upstreams changed: {}", changed.join(", ")));
+    }
+    if old.log != new.log {
+        parts.push("log".into());
+    }
+    if old.trusted_proxies != new.trusted_proxies {
+        parts.push("trusted_proxies".into());
+    }
+    if parts.is_empty() {
+        "no changes".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn needs_upgrade(old: &FileConfig, new: &FileConfig) -> Option<&'static str> {
+    if old.server != new.server {
+        Some("the server section changed; this needs `weir upgrade` (a new process)")
+    } else if old.listeners != new.listeners {
+        Some("listeners changed; this needs `weir upgrade` (a new process)")
+    } else if old.admin != new.admin {
+        Some("the admin section changed; this needs `weir upgrade` (a new process)")
+    } else {
+        None
+    }
+}
+
+impl Live {
+    /// Builds the first snapshot from a validated file config plus the
+    /// persisted overlay (an unreadable state file is logged and ignored).
+    pub fn start(
+        file: &Path,
+        file_config: FileConfig,
+        pid_file: &str,
+    ) -> Result<Arc<Live>, String> {
+        let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let state_file = state_file_path(&file_config, &dir);
+        let mut overlay = Overlay::default();
+        if let Some(p) = &state_file {
+            match Overlay::read(p) {
+                Ok(Some(o)) => overlay = o,
+                Ok(None) => {}
+                Err(e) => warn!("{e}"),
+            }
+        }
+        for gone in overlay.prune(&file_config) {
+            warn!("state file: upstream {gone} is no longer in the config; dropping its admin changes");
+        }
+        let effective = overlay.apply(&file_config, &BTreeMap::new());
+        let snapshot = match Snapshot::build(&effective, None) {
+            Ok(s) => s,
+            Err(e) if !overlay.is_empty() => {
+                warn!("admin changes from the state file cannot be applied ({e}); ignoring them");
+                overlay = Overlay::default();
+                Snapshot::build(&file_config, None)?
+            }
+            Err(e) => return Err(e),
+        };
+        crate::metrics::config_loaded(true);
+        Ok(Arc::new(Live {
+            file: file.to_path_buf(),
+            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            inputs: Mutex::new(Inputs {
+                file_config,
+                overlay,
+                dns: BTreeMap::new(),
+            }),
+            state_file,
+            status_file: status_path(pid_file),
+            generation: AtomicU64::new(0),
+            rust_log_set: std::env::var_os("RUST_LOG").is_some(),
+            started: Instant::now(),
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inputs> {
+        self.inputs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Builds and swaps a snapshot for `inputs`; the old one stays on error.
+    fn rebuild(&self, inputs: &Inputs) -> Result<(), String> {
+        let effective = inputs.overlay.apply(&inputs.file_config, &inputs.dns);
+        let current = self.snapshot.load_full();
+        let next = Snapshot::build(&effective, Some(&current))?;
+        crate::metrics::forget_removed(&current, &next);
+        self.snapshot.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// The file config as last loaded (without admin changes).
+    pub fn file_config(&self) -> FileConfig {
+        self.lock().file_config.clone()
+    }
+
+    /// Re-reads the file; returns what changed, or why nothing did.
+    pub fn reload(&self) -> Result<String, String> {
+        let loaded = config::load_file(&self.file).map_err(|e| e.to_string())?;
+        let mut inputs = self.lock();
+        if let Some(why) = needs_upgrade(&inputs.file_config, &loaded.config) {
+            return Err(format!("{}: {why}", self.file.display()));
+        }
+        let mut overlay = inputs.overlay.clone();
+        for gone in overlay.prune(&loaded.config) {
+            warn!("upstream {gone} is no longer in the config; dropping its admin changes");
+        }
+        let next = Inputs {
+            file_config: loaded.config,
+            overlay,
+            dns: inputs.dns.clone(),
+        };
+        self.rebuild(&next)?;
+        let summary = summarize(&inputs.file_config, &next.file_config);
+        if !self.rust_log_set {
+            crate::logging::set_level(&next.file_config.log);
+        }
+        let overlay_changed = next.overlay != inputs.overlay;
+        *inputs = next;
+        if overlay_changed {
+            self.persist(&inputs.overlay);
+        }
+        Ok(summary)
+    }
+
+    /// Reloads, logs and counts the outcome, and writes the status file
+    /// that `weir reload` waits for.
+    pub fn reload_and_report(&self) -> Result<String, String> {
+        let result = self.reload();
+        crate::metrics::config_loaded(result.is_ok());
+        let generation = self.generation.fetch_add(1, Relaxed) + 1;
+        let line = match &result {
+            Ok(summary) => {
+                info!("config reloaded from {}: {summary}", self.file.display());
+                format!("{generation} ok {summary}\n")
+            }
+            Err(e) => {
+                error!("config reload failed, keeping the running config:\n{e}");
+                format!("{generation} error {e}\n")
+            }
+        };
+        let tmp = self.status_file.with_extension("reload.tmp");
+        if let Err(e) =
+            std::fs::write(&tmp, line).and_then(|_| std::fs::rename(&tmp, &self.status_file))
+        {
+            warn!("cannot write {}: {e}", self.status_file.display());
+        }
+        result
+    }
+
+    fn persist(&self, overlay: &Overlay) {
+        if let Some(p) = &self.state_file {
+            if let Err(e) = overlay.write(p) {
+                error!("cannot write state file {}: {e}", p.display());
+            }
+        }
+    }
+
+    /// Applies an admin change to one backend, rebuilds, persists.
+    fn change(
+        &self,
+        upstream: &str,
+        f: impl FnOnce(&mut Overlay, &FileConfig) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        let mut inputs = self.lock();
+        if !inputs.file_config.upstreams.contains_key(upstream) {
+            return Err(ApiError(404, format!("no upstream {upstream:?}")));
+        }
+        let mut overlay = inputs.overlay.clone();
+        let effective = inputs.overlay.apply(&inputs.file_config, &inputs.dns);
+        f(&mut overlay, &effective)?;
+        overlay.upstreams.retain(|_, v| !v.is_empty());
+        let next = Inputs {
+            file_config: inputs.file_config.clone(),
+            overlay,
+            dns: inputs.dns.clone(),
+        };
+        let mut issues: Vec<Issue> = Vec::new();
+        validate(
+            &next.overlay.apply(&next.file_config, &next.dns),
+            &mut issues,
+        );
+        if let Some(i) = issues.first() {
+            return Err(ApiError(400, format!("{}: {}", i.path, i.message)));
+        }
+        self.rebuild(&next).map_err(|e| ApiError(400, e))?;
+        *inputs = next;
+        self.persist(&inputs.overlay);
+        Ok(())
+    }
+
+    /// `POST /upstreams/{name}/backends`.
+    pub fn add_backend(&self, upstream: &str, address: &str, weight: u32) -> Result<(), ApiError> {
+        let addr: SocketAddr = address
+            .parse()
+            .map_err(|_| ApiError(400, format!("invalid address {address:?}; write ip:port")))?;
+        if weight == 0 || weight > 1000 {
+            return Err(ApiError(400, "weight must be 1..=1000".into()));
+        }
+        let key = addr.to_string();
+        self.change(upstream, |overlay, effective| {
+            if has_backend(effective, upstream, &key) {
+                return Err(ApiError(
+                    409,
+                    format!("{key} is already a backend of {upstream}"),
+                ));
+            }
+            let ops = overlay.upstreams.entry(upstream.to_string()).or_default();
+            let op = ops.entry(key).or_default();
+            let was_removed = op.removed;
+            *op = Op {
+                added: !was_removed,
+                removed: false,
+                weight: Some(weight),
+                state: None,
+            };
+            Ok(())
+        })
+    }
+
+    /// `DELETE /upstreams/{name}/backends/{address}`. In-flight requests
+    /// finish: they hold the backend they started on.
+    pub fn remove_backend(&self, upstream: &str, address: &str) -> Result<(), ApiError> {
+        let key = normalize_addr(address);
+        self.change(upstream, |overlay, effective| {
+            if !has_backend(effective, upstream, &key) {
+                return Err(ApiError(
+                    404,
+                    format!("{key} is not a backend of {upstream}"),
+                ));
+            }
+            let ops = overlay.upstreams.entry(upstream.to_string()).or_default();
+            match ops.get(&key) {
+                Some(op) if op.added => {
+                    ops.remove(&key);
+                }
+                _ => {
+                    ops.insert(
+                        key,
+                        Op {
+                            removed: true,
+                            ..Op::default()
+                        },
+                    );
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// `PATCH /upstreams/{name}/backends/{address}`.
+    pub fn patch_backend(
+        &self,
+        upstream: &str,
+        address: &str,
+        state: Option<BackendState>,
+        weight: Option<u32>,
+    ) -> Result<(), ApiError> {
+        if weight.is_some_and(|w| w == 0 || w > 1000) {
+            return Err(ApiError(400, "weight must be 1..=1000".into()));
+        }
+        let key = normalize_addr(address);
+        self.change(upstream, |overlay, effective| {
+            if !has_backend(effective, upstream, &key) {
+                return Err(ApiError(
+                    404,
+                    format!("{key} is not a backend of {upstream}"),
+                ));
+            }
+            let op = overlay
+                .upstreams
+                .entry(upstream.to_string())
+                .or_default()
+                .entry(key)
+                .or_default();
+            if state.is_some() {
+                op.state = state;
+            }
+            if weight.is_some() {
+                op.weight = weight;
+            }
+            Ok(())
+        })
+    }
+
+    /// Sets the addresses DNS returned for an upstream (empty = keep the last set).
+    pub fn set_dns(&self, upstream: &str, mut addrs: Vec<SocketAddr>) -> bool {
+        addrs.sort();
+        addrs.dedup();
+        let mut inputs = self.lock();
+        if inputs.dns.get(upstream) == Some(&addrs) {
+            return false;
+        }
+        let mut next = Inputs {
+            file_config: inputs.file_config.clone(),
+            overlay: inputs.overlay.clone(),
+            dns: inputs.dns.clone(),
+        };
+        next.dns.insert(upstream.to_string(), addrs);
+        match self.rebuild(&next) {
+            Ok(()) => {
+                *inputs = next;
+                true
+            }
+            Err(e) => {
+                warn!("discovered backends for {upstream} cannot be used: {e}");
+                false
+            }
+        }
+    }
+}
+
+fn normalize_addr(address: &str) -> String {
+    address
+        .parse::<SocketAddr>()
+        .map_or_else(|_| address.to_string(), |a| a.to_string())
+}
+
+fn has_backend(cfg: &FileConfig, upstream: &str, key: &str) -> bool {
+    cfg.upstreams.get(upstream).is_some_and(|u| {
+        u.backends.iter().any(|b| {
+            let a = BackendEntry::long(b).address;
+            a == key || a.parse::<SocketAddr>().map(|x| x.to_string()).as_deref() == Ok(key)
+        })
+    })
+}

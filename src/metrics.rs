@@ -1,0 +1,289 @@
+//! Prometheus metrics (SPEC §6). Handles for the request path are resolved
+//! when a snapshot is built (per route, per backend), so recording a request
+//! is an atomic add on a counter and a histogram — no label hashing and no
+//! lock. Gauges that mirror live state (in flight, up) are filled in at
+//! scrape time from the current snapshot.
+
+use crate::config::validate::METHODS;
+use crate::snapshot::Snapshot;
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+use std::sync::{LazyLock, OnceLock};
+
+/// Request duration buckets: 5 ms … 60 s.
+const BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Status codes with a preallocated counter slot per route and method.
+const CODES: &[u16] = &[
+    200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 408, 413, 429, 431, 499, 500, 502,
+    503, 504,
+];
+
+/// All of weir's metrics, in their own registry.
+pub struct Metrics {
+    /// The registry `/metrics` renders.
+    pub registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    ttfb: HistogramVec,
+    in_flight: IntGaugeVec,
+    backend_up: IntGaugeVec,
+    health_failed: IntCounterVec,
+    retries: IntCounterVec,
+    reloads: IntCounterVec,
+    last_reload: Gauge,
+}
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new();
+    let requests = IntCounterVec::new(
+        Opts::new(
+            "weir_requests_total",
+            "Requests answered, by route, upstream, method and status",
+        ),
+        &["route", "upstream", "method", "code"],
+    )?;
+    let duration = HistogramVec::new(
+        HistogramOpts::new(
+            "weir_request_duration_seconds",
+            "Time from request to the end of the answer",
+        )
+        .buckets(BUCKETS.to_vec()),
+        &["route", "upstream"],
+    )?;
+    let ttfb = HistogramVec::new(
+        HistogramOpts::new(
+            "weir_upstream_ttfb_seconds",
+            "Time to the first response byte from a backend",
+        )
+        .buckets(BUCKETS.to_vec()),
+        &["upstream", "backend"],
+    )?;
+    let in_flight = IntGaugeVec::new(
+        Opts::new(
+            "weir_upstream_requests_in_flight",
+            "Requests in flight per backend",
+        ),
+        &["upstream", "backend"],
+    )?;
+    let backend_up = IntGaugeVec::new(
+        Opts::new("weir_backend_up", "1 when a backend is healthy and enabled"),
+        &["upstream", "backend"],
+    )?;
+    let health_failed = IntCounterVec::new(
+        Opts::new(
+            "weir_health_checks_failed_total",
+            "Failed active health checks",
+        ),
+        &["upstream", "backend"],
+    )?;
+    let retries = IntCounterVec::new(
+        Opts::new("weir_retries_total", "Retries on another backend"),
+        &["upstream"],
+    )?;
+    let reloads = IntCounterVec::new(
+        Opts::new("weir_config_reloads_total", "Config reloads"),
+        &["result"],
+    )?;
+    let last_reload = Gauge::new(
+        "weir_config_last_reload_success_timestamp_seconds",
+        "Unix time of the last successful config load",
+    )?;
+    let build_info = IntGaugeVec::new(
+        Opts::new("weir_build_info", "Build information"),
+        &["version"],
+    )?;
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+    for c in [&requests, &health_failed, &retries, &reloads] {
+        registry.register(Box::new(c.clone()))?;
+    }
+    for h in [&duration, &ttfb] {
+        registry.register(Box::new(h.clone()))?;
+    }
+    for g in [&in_flight, &backend_up, &build_info] {
+        registry.register(Box::new(g.clone()))?;
+    }
+    registry.register(Box::new(last_reload.clone()))?;
+    for r in ["success", "failure"] {
+        reloads.with_label_values(&[r]);
+    }
+    Ok(Metrics {
+        registry,
+        requests,
+        duration,
+        ttfb,
+        in_flight,
+        backend_up,
+        health_failed,
+        retries,
+        reloads,
+        last_reload,
+    })
+}
+
+static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| match build() {
+    Ok(m) => Some(m),
+    Err(e) => {
+        log::error!("metrics disabled: {e}");
+        None
+    }
+});
+
+/// The process's metrics (`None` only if the registry could not be built).
+pub fn get() -> Option<&'static Metrics> {
+    METRICS.as_ref()
+}
+
+fn method_index(m: &http::Method) -> usize {
+    METHODS
+        .iter()
+        .position(|x| *x == m.as_str())
+        .unwrap_or(METHODS.len())
+}
+
+fn method_label(i: usize) -> &'static str {
+    METHODS.get(i).copied().unwrap_or("OTHER")
+}
+
+/// Per-route handles: the duration histogram and lazily created counters
+/// per (method, common status code).
+#[derive(Debug)]
+pub struct RouteMetrics {
+    route: String,
+    upstream: String,
+    duration: Option<Histogram>,
+    counters: Box<[OnceLock<IntCounter>]>,
+}
+
+impl RouteMetrics {
+    /// Handles for a route serving `upstream` ("-" for weir's own answers).
+    pub fn new(route: &str, upstream: &str) -> RouteMetrics {
+        RouteMetrics {
+            route: route.into(),
+            upstream: upstream.into(),
+            duration: get().map(|m| m.duration.with_label_values(&[route, upstream])),
+            counters: (0..(METHODS.len() + 1) * CODES.len())
+                .map(|_| OnceLock::new())
+                .collect(),
+        }
+    }
+
+    /// Records one answered request.
+    pub fn record(&self, method: &http::Method, code: u16, seconds: f64) {
+        let Some(m) = get() else { return };
+        if let Some(h) = &self.duration {
+            h.observe(seconds);
+        }
+        let mi = method_index(method);
+        match CODES.iter().position(|c| *c == code) {
+            Some(ci) => {
+                let slot = &self.counters[mi * CODES.len() + ci];
+                slot.get_or_init(|| {
+                    m.requests.with_label_values(&[
+                        &self.route,
+                        &self.upstream,
+                        method_label(mi),
+                        &code.to_string(),
+                    ])
+                })
+                .inc();
+            }
+            None => m
+                .requests
+                .with_label_values(&[
+                    &self.route,
+                    &self.upstream,
+                    method_label(mi),
+                    &code.to_string(),
+                ])
+                .inc(),
+        }
+    }
+}
+
+/// Requests no route matched (404/405/400) are counted under route "-".
+pub fn unmatched() -> &'static RouteMetrics {
+    static UNMATCHED: LazyLock<RouteMetrics> = LazyLock::new(|| RouteMetrics::new("-", "-"));
+    &UNMATCHED
+}
+
+/// The TTFB histogram of a backend.
+pub fn ttfb(upstream: &str, backend: &str) -> Option<Histogram> {
+    get().map(|m| m.ttfb.with_label_values(&[upstream, backend]))
+}
+
+/// The retry counter of an upstream.
+pub fn retries(upstream: &str) -> Option<IntCounter> {
+    get().map(|m| m.retries.with_label_values(&[upstream]))
+}
+
+/// Counts a failed health check.
+pub fn health_check_failed(upstream: &str, backend: &str) {
+    if let Some(m) = get() {
+        m.health_failed
+            .with_label_values(&[upstream, backend])
+            .inc();
+    }
+}
+
+/// Counts a config load (start-up or reload).
+pub fn config_loaded(ok: bool) {
+    if let Some(m) = get() {
+        m.reloads
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
+        if ok {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            m.last_reload.set(now);
+        }
+    }
+}
+
+/// Drops the series of backends that are in `old` but not in `new`.
+pub fn forget_removed(old: &Snapshot, new: &Snapshot) {
+    let Some(m) = get() else { return };
+    for g in &old.groups {
+        let kept = new.groups.iter().find(|n| n.name == g.name);
+        for b in g.backends.values() {
+            let still = kept.is_some_and(|n| n.backends.values().any(|x| x.label == b.label));
+            if !still {
+                let labels = [&*g.name, &*b.label];
+                let _ = m.ttfb.remove_label_values(&labels);
+                let _ = m.health_failed.remove_label_values(&labels);
+            }
+        }
+    }
+}
+
+/// Renders the Prometheus text format for the current snapshot.
+pub fn render(snap: &Snapshot) -> String {
+    let Some(m) = get() else {
+        return String::new();
+    };
+    m.in_flight.reset();
+    m.backend_up.reset();
+    for g in &snap.groups {
+        for addr in &g.order {
+            if let Some(b) = g.backends.get(addr) {
+                let labels = [&*g.name, &*b.label];
+                m.in_flight
+                    .with_label_values(&labels)
+                    .set(b.in_flight.load(std::sync::atomic::Ordering::Relaxed) as i64);
+                m.backend_up
+                    .with_label_values(&labels)
+                    .set(i64::from(g.is_up(*addr)));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let _ = TextEncoder::new().encode(&m.registry.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
