@@ -360,12 +360,15 @@ measure_load() {
         port=${PORT[$name]}
     fi
     run_wrk "$port" 1 -c"$CONNS" >/dev/null # warm-up (pools, caches)
-    local c0 t0 c1 t1 b0 b1 max paced cpu_max cpu_paced=0 core1_busy rss_peak=0
+    local c0 t0 c1 t1 b0 b1 z0 zt0 z1 zt1 max paced cpu_max cpu_paced=0 core1_busy core0_busy rss_peak=0
     if [ -n "$pid" ]; then c0=$(cpu_ticks "$pid"); fi
     read -r b0 t0 < <(core_busy 1)
+    read -r z0 zt0 < <(core_busy 0)
     max=$(run_wrk "$port" "$DURATION" -c"$CONNS")
     read -r b1 t1 < <(core_busy 1)
+    read -r z1 zt1 < <(core_busy 0)
     core1_busy=$(awk -v a="$((b1 - b0))" -v b="$((t1 - t0))" 'BEGIN {printf "%.0f", b ? 100 * a / b : 0}')
+    core0_busy=$(awk -v a="$((z1 - z0))" -v b="$((zt1 - zt0))" 'BEGIN {printf "%.0f", b ? 100 * a / b : 0}')
     if [ -n "$pid" ]; then
         c1=$(cpu_ticks "$pid")
         cpu_max=$((c1 - c0))
@@ -388,11 +391,14 @@ measure_load() {
     us_max=$(awk -v t="$cpu_max" -v r="$req" -v k="$TICK" 'BEGIN {printf "%.2f", r ? t * 1e6 / k / r : 0}')
     us_paced=$(awk -v t="$cpu_paced" -v r="$preq" -v k="$TICK" 'BEGIN {printf "%.2f", r ? t * 1e6 / k / r : 0}')
     cpu_pct=$(awk -v t="$cpu_max" -v k="$TICK" -v d="$DURATION" 'BEGIN {printf "%.0f", 100 * t / k / d}')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    # core 0 time not spent by the proxy: other processes on this machine (noise)
+    local other0=$((core0_busy - cpu_pct))
+    if [ "$name" = direct ] || [ "$other0" -lt 0 ]; then other0=0; fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$round" "$name" "$rps" "$p50" "$p99" "$us_max" "$cpu_pct" "$core1_busy" \
-        "$prps" "$pp50" "$pp99" "$us_paced" "$kib_conn" "$rss_base" "$rss_peak" "$((errs + perrs))" "$rss_idle" \
+        "$prps" "$pp50" "$pp99" "$us_paced" "$kib_conn" "$rss_base" "$rss_peak" "$((errs + perrs))" "$rss_idle" "$other0" \
         >>"$TSV"
-    log "round $round $name: ${rps} req/s p50 ${p50}us p99 ${p99}us | cpu ${us_max}us/req at max (${cpu_pct}%), ${us_paced}us/req at ${prps} req/s | ${kib_conn} KiB/idle conn | peak RSS ${rss_peak} KiB | errors $((errs + perrs)) | core1 ${core1_busy}%"
+    log "round $round $name: ${rps} req/s p50 ${p50}us p99 ${p99}us | cpu ${us_max}us/req at max (${cpu_pct}%), ${us_paced}us/req at ${prps} req/s | ${kib_conn} KiB/idle conn | peak RSS ${rss_peak} KiB | errors $((errs + perrs)) | core1 ${core1_busy}%, other load on core0 ${other0}%"
 }
 
 # ---------------------------------------------------------------- main
@@ -419,7 +425,7 @@ PIDS+=("$ORIGIN_PID")
 wait_ready "$ORIGIN_PORT" "$ORIGIN_PID" origin
 
 TSV=$RESULTS_DIR/latest.tsv
-printf 'round\tproxy\trps\tp50_us\tp99_us\tcpu_us_per_req_max\tcpu_pct_max\tcore1_busy_pct\tpaced_rps\tpaced_p50_us\tpaced_p99_us\tcpu_us_per_req_paced\tkib_per_idle_conn\trss_base_kib\trss_peak_kib\terrors\trss_idle_kib\n' >"$TSV"
+printf 'round\tproxy\trps\tp50_us\tp99_us\tcpu_us_per_req_max\tcpu_pct_max\tcore1_busy_pct\tpaced_rps\tpaced_p50_us\tpaced_p99_us\tcpu_us_per_req_paced\tkib_per_idle_conn\trss_base_kib\trss_peak_kib\terrors\trss_idle_kib\tcore0_other_pct\n' >"$TSV"
 
 read -r -a ORDER <<<"$PROXIES direct"
 for r in $(seq "$ROUNDS"); do
@@ -435,7 +441,7 @@ CPU_MODEL=$(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(git -C "$ROOT" status --porcelain --untracked-files=no -- src Cargo.toml 2>/dev/null | head -1)
 if [ -n "$DIRTY" ]; then COMMIT="$COMMIT (src modified)"; fi
-VERSIONS="nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), HAProxy $(haproxy -v 2>/dev/null | awk 'NR == 1 {print $3}'), $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}')"
+VERSIONS="nginx $( (nginx -v 2>&1 || true) | sed 's/.*nginx\///'), HAProxy $( (haproxy -v 2>/dev/null || true) | awk 'NR == 1 {print $3}'), $( (wrk -v 2>&1 || true) | awk 'NR == 1 {print $1, $2}')"
 
 python3 - "$TSV" "$RESULTS_DIR/latest.md" <<EOF
 import csv, statistics, sys
@@ -493,6 +499,9 @@ if "weir" in med and "floor" in med:
         ratio("paced_p99_us"), ratio("kib_per_idle_conn"), ratio("rss_peak_kib")))
 c1 = statistics.median(num(r["core1_busy_pct"]) for r in rows)
 out.append("\ncore 1 (wrk + origin) busy during @max runs: median %.0f%%%s" % (c1, " — saturated: req/s is bounded by the load generator side, compare CPU/req" if c1 >= 95 else ""))
+noisy = [(r["round"], names[r["proxy"]], num(r["core0_other_pct"])) for r in rows if num(r["core0_other_pct"]) >= 10]
+if noisy:
+    out.append("\nNOISE: other processes used core 0 during: " + ", ".join("round %s %s (%.0f%%)" % n for n in noisy) + " — rerun on a quiet machine")
 bad = {p: e for p, e in errors.items() if e}
 if bad:
     out.append("\nWARNING: non-2xx responses or socket errors: " + ", ".join("%s %d" % (names[p], e) for p, e in bad.items()))

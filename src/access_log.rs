@@ -187,7 +187,9 @@ impl AccessLog {
             AccessLogFormat::Json => format_json(e, self.log_query, now),
             AccessLogFormat::Combined => format_combined(e, self.log_query, now),
         };
-        if self.tx.try_send(line).is_err() && self.dropped.fetch_add(1, Relaxed) % 10000 == 0 {
+        if self.tx.try_send(line).is_err()
+            && self.dropped.fetch_add(1, Relaxed).is_multiple_of(10000)
+        {
             log::warn!("access log is falling behind; lines are being dropped");
         }
     }

@@ -152,11 +152,11 @@ impl AdminApi {
         json!({ "upstreams": upstreams })
     }
 
-    fn authorized(&self, session: &ServerSession, mutating: bool) -> Result<(), Response<Vec<u8>>> {
+    fn authorized(&self, session: &ServerSession, mutating: bool) -> Result<(), ApiError> {
         match &self.token {
-            None if mutating => Err(error(
+            None if mutating => Err(ApiError(
                 403,
-                "the admin API is read-only: set admin.token to allow changes",
+                "the admin API is read-only: set admin.token to allow changes".into(),
             )),
             None => Ok(()),
             Some(token) => {
@@ -170,24 +170,24 @@ impl AdminApi {
                 if ct_eq(given.trim().as_bytes(), token.as_bytes()) {
                     Ok(())
                 } else {
-                    Err(error(401, "missing or wrong bearer token"))
+                    Err(ApiError(401, "missing or wrong bearer token".into()))
                 }
             }
         }
     }
 
-    async fn body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<u8>>> {
+    async fn body(session: &mut ServerSession) -> Result<Vec<u8>, ApiError> {
         let mut body = Vec::new();
         loop {
             match session.read_request_body().await {
                 Ok(Some(chunk)) => {
                     body.extend_from_slice(&chunk);
                     if body.len() > MAX_BODY {
-                        return Err(error(413, "body too large"));
+                        return Err(ApiError(413, "body too large".into()));
                     }
                 }
                 Ok(None) => return Ok(body),
-                Err(_) => return Err(error(400, "cannot read the request body")),
+                Err(_) => return Err(ApiError(400, "cannot read the request body".into())),
             }
         }
     }
@@ -212,8 +212,8 @@ impl AdminApi {
         }
         let mutating = !matches!(method, Method::GET | Method::HEAD);
         if path != "/health" || mutating {
-            if let Err(resp) = self.authorized(session, mutating) {
-                return resp;
+            if let Err(ApiError(code, msg)) = self.authorized(session, mutating) {
+                return error(code, msg);
             }
         }
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -244,7 +244,7 @@ impl AdminApi {
             ("POST", ["upstreams", name, "backends"]) => {
                 let body = match Self::body(session).await {
                     Ok(b) => b,
-                    Err(r) => return r,
+                    Err(ApiError(code, msg)) => return error(code, msg),
                 };
                 let add: AddBody = match serde_json::from_slice(&body) {
                     Ok(a) => a,
@@ -262,7 +262,7 @@ impl AdminApi {
             ("PATCH", ["upstreams", name, "backends", addr]) => {
                 let body = match Self::body(session).await {
                     Ok(b) => b,
-                    Err(r) => return r,
+                    Err(ApiError(code, msg)) => return error(code, msg),
                 };
                 let patch: PatchBody = match serde_json::from_slice(&body) {
                     Ok(p) => p,

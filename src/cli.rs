@@ -56,6 +56,70 @@ pub enum Command {
         #[arg(long)]
         fast: bool,
     },
+    /// Upstreams and backends of the running process, as a table.
+    Status {
+        /// How to reach the admin API.
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Print the JSON of GET /status instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change backends at run time through the admin API (persisted in state_file).
+    Backends {
+        /// What to do.
+        #[arg(value_enum)]
+        action: BackendAction,
+        /// Upstream name.
+        upstream: String,
+        /// Backend address (ip:port).
+        address: String,
+        /// Weight (add; also with enable/drain/disable).
+        #[arg(long)]
+        weight: Option<u32>,
+        /// How to reach the admin API.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// `weir backends` actions.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum BackendAction {
+    /// Add a backend.
+    Add,
+    /// Remove a backend (in-flight requests finish).
+    Remove,
+    /// No new requests; in-flight ones finish.
+    Drain,
+    /// Take traffic again.
+    Enable,
+    /// No traffic.
+    Disable,
+}
+
+impl BackendAction {
+    /// The action's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendAction::Add => "add",
+            BackendAction::Remove => "remove",
+            BackendAction::Drain => "drain",
+            BackendAction::Enable => "enable",
+            BackendAction::Disable => "disable",
+        }
+    }
+}
+
+/// Admin API address and token for the client commands.
+#[derive(Args, Debug, Clone)]
+pub struct AdminArgs {
+    /// Admin address (ip:port or unix:/path); default: the config file's admin.listen.
+    #[arg(long)]
+    pub admin: Option<String>,
+    /// Bearer token; default: WEIR_ADMIN_TOKEN, then the config file's admin.token.
+    #[arg(long)]
+    pub token: Option<String>,
 }
 
 /// `weir explain` arguments.

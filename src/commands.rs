@@ -22,7 +22,22 @@ pub fn check(path: &Path) -> i32 {
     }
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let spans = config::spans::SpanIndex::build(&text);
-    let warnings = validate::warnings(&loaded.config);
+    let mut warnings = validate::warnings(&loaded.config);
+    let dir = loaded.file.parent().unwrap_or(Path::new("/"));
+    if let Some(state) = crate::live::state_file_path(&loaded.config, dir) {
+        match crate::overlay::Overlay::read(&state) {
+            Ok(Some(o)) if !o.is_empty() => warnings.push(config::Issue::new(
+                "admin.state_file",
+                format!(
+                    "{} holds admin changes that are applied on top of this file ({} upstreams)",
+                    state.display(),
+                    o.upstreams.len()
+                ),
+            )),
+            Err(e) => warnings.push(config::Issue::new("admin.state_file", e)),
+            _ => {}
+        }
+    }
     for w in &warnings {
         let pos = spans.locate(&w.path);
         eprintln!(

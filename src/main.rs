@@ -1,6 +1,7 @@
 //! The `weir` binary: parse the command line, then run, check or explain.
 
 use clap::Parser;
+use weir::admin_client::{self, Target};
 use weir::cli::{Cli, Command};
 use weir::{commands, config, control, logging, server};
 
@@ -18,9 +19,37 @@ fn main() {
         Some(Command::Reload) => control::reload(&cli.config),
         Some(Command::Upgrade) => control::upgrade(&cli.config),
         Some(Command::Stop { fast }) => control::stop(&cli.config, *fast),
+        Some(Command::Status { admin, json }) => client(
+            Target::resolve(&cli.config, admin.admin.as_deref(), admin.token.as_deref())
+                .and_then(|t| admin_client::status(&t, *json)),
+        ),
+        Some(Command::Backends {
+            action,
+            upstream,
+            address,
+            weight,
+            admin,
+        }) => client(
+            Target::resolve(&cli.config, admin.admin.as_deref(), admin.token.as_deref()).and_then(
+                |t| admin_client::backends(&t, action.as_str(), upstream, address, *weight),
+            ),
+        ),
         None => run(&cli),
     };
     std::process::exit(code);
+}
+
+fn client(result: Result<String, String>) -> i32 {
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
 }
 
 fn run(cli: &Cli) -> i32 {

@@ -110,6 +110,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
         registry.register(Box::new(g.clone()))?;
     }
     registry.register(Box::new(last_reload.clone()))?;
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
     for r in ["success", "failure"] {
         reloads.with_label_values(&[r]);
     }

@@ -385,11 +385,14 @@ pub fn resolve(address: &str) -> Result<SocketAddr, String> {
 }
 
 fn validate_upstream(u: &UpstreamConfig, base: &str, issues: &mut Vec<Issue>) {
-    if u.backends.is_empty() {
+    if u.backends.is_empty() && u.discovery.is_none() {
         issues.push(Issue::new(
             format!("{base}.backends"),
-            "needs at least one backend",
+            "needs at least one backend (or discovery)",
         ));
+    }
+    if let Some(d) = &u.discovery {
+        validate_dns(&d.dns, &format!("{base}.discovery.dns"), issues);
     }
     let mut seen = HashSet::new();
     for (i, b) in u.backends.iter().enumerate() {
@@ -436,6 +439,29 @@ fn validate_upstream(u: &UpstreamConfig, base: &str, issues: &mut Vec<Issue>) {
     }
     if let Some(h) = &u.health_check {
         validate_health(h, &format!("{base}.health_check"), issues);
+    }
+}
+
+fn validate_dns(dns: &DnsDiscovery, base: &str, issues: &mut Vec<Issue>) {
+    if dns.name.trim().is_empty() {
+        issues.push(Issue::new(format!("{base}.name"), "must not be empty"));
+    }
+    if dns.port == 0 {
+        issues.push(Issue::new(format!("{base}.port"), "must be 1..=65535"));
+    }
+    if dns.refresh.is_some_and(|r| r.0.is_zero()) {
+        issues.push(Issue::new(
+            format!("{base}.refresh"),
+            "must be greater than 0",
+        ));
+    }
+    if let Some(r) = &dns.resolver {
+        if r.parse::<SocketAddr>().is_err() {
+            issues.push(Issue::new(
+                format!("{base}.resolver"),
+                format!("invalid resolver {r:?}; write ip:port, e.g. 127.0.0.1:53"),
+            ));
+        }
     }
 }
 

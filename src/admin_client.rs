@@ -1,0 +1,233 @@
+//! `weir status` and `weir backends …`: small clients of the admin API.
+//! The address and token come from the config file's `admin` section, or
+//! from `--admin` / `--token` / `WEIR_ADMIN_TOKEN`.
+
+use crate::config;
+use crate::config::validate::{parse_admin_listen, AdminListen};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+/// Where and how to reach the admin API.
+#[derive(Debug, Clone)]
+pub struct Target {
+    listen: AdminListen,
+    token: Option<String>,
+}
+
+impl Target {
+    /// From `--admin`/`--token`, else the config file.
+    pub fn resolve(
+        config: &Path,
+        admin: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<Target, String> {
+        let env_token = std::env::var("WEIR_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty());
+        if let Some(a) = admin {
+            let listen = parse_admin_listen(a)
+                .ok_or_else(|| format!("invalid --admin {a:?}; write ip:port or unix:/path"))?;
+            return Ok(Target {
+                listen,
+                token: token.map(str::to_string).or(env_token),
+            });
+        }
+        let loaded = config::load_file(config).map_err(|e| e.to_string())?;
+        let section = loaded.config.admin.ok_or_else(|| {
+            format!(
+                "{} has no admin section; pass --admin ADDR",
+                config.display()
+            )
+        })?;
+        let listen = match parse_admin_listen(&section.listen) {
+            Some(AdminListen::Unix(p)) => {
+                let dir = loaded.file.parent().unwrap_or(Path::new("/"));
+                AdminListen::Unix(dir.join(p).display().to_string())
+            }
+            Some(l) => l,
+            None => return Err("invalid admin.listen".into()),
+        };
+        Ok(Target {
+            listen,
+            token: token.map(str::to_string).or(env_token).or(section.token),
+        })
+    }
+
+    /// Sends one request; returns status and parsed JSON body.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let host = match &self.listen {
+            AdminListen::Tcp(a) => a.to_string(),
+            AdminListen::Unix(_) => "localhost".into(),
+        };
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+        if !body.is_empty() {
+            req.push_str("Content-Type: application/json\r\n");
+        }
+        if let Some(t) = &self.token {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(&body);
+        let raw = match &self.listen {
+            AdminListen::Tcp(a) => {
+                let mut s = std::net::TcpStream::connect_timeout(a, Duration::from_secs(5))
+                    .map_err(|e| format!("cannot reach the admin API at {a}: {e}"))?;
+                exchange(&mut s, req.as_bytes())?
+            }
+            AdminListen::Unix(p) => {
+                let mut s = std::os::unix::net::UnixStream::connect(p)
+                    .map_err(|e| format!("cannot reach the admin API at {p}: {e}"))?;
+                exchange(&mut s, req.as_bytes())?
+            }
+        };
+        parse_response(&raw)
+    }
+}
+
+fn exchange<S: Read + Write>(s: &mut S, req: &[u8]) -> Result<Vec<u8>, String> {
+    s.write_all(req).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+fn parse_response(raw: &[u8]) -> Result<(u16, Value), String> {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or("malformed answer from the admin API")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("malformed status line")?;
+    let value = if body.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body.trim()).unwrap_or(Value::String(body.to_string()))
+    };
+    Ok((status, value))
+}
+
+fn error_text(status: u16, v: &Value) -> String {
+    match v.get("error").and_then(Value::as_str) {
+        Some(e) => format!("{status}: {e}"),
+        None => format!("admin API answered {status}"),
+    }
+}
+
+/// `weir status`.
+pub fn status(target: &Target, json: bool) -> Result<String, String> {
+    let (code, v) = target.call("GET", "/status", None)?;
+    if code != 200 {
+        return Err(error_text(code, &v));
+    }
+    if json {
+        return Ok(serde_json::to_string_pretty(&v).unwrap_or_default());
+    }
+    let mut rows = vec![[
+        "UPSTREAM",
+        "BACKEND",
+        "NAME",
+        "WEIGHT",
+        "STATE",
+        "HEALTHY",
+        "IN_FLIGHT",
+        "REQUESTS",
+        "FAILURES",
+        "SOURCE",
+    ]
+    .map(String::from)];
+    for u in v["upstreams"].as_array().into_iter().flatten() {
+        for b in u["backends"].as_array().into_iter().flatten() {
+            let s = |k: &str| match &b[k] {
+                Value::String(s) => s.clone(),
+                Value::Null => "-".into(),
+                other => other.to_string(),
+            };
+            rows.push([
+                u["name"].as_str().unwrap_or("").to_string(),
+                s("address"),
+                s("name"),
+                s("weight"),
+                s("state"),
+                if b["healthy"].as_bool() == Some(true) {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+                s("in_flight"),
+                s("requests"),
+                s("failures"),
+                s("source"),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..10)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    Ok(rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+fn encode(addr: &str) -> String {
+    addr.replace('[', "%5B")
+        .replace(']', "%5D")
+        .replace(':', "%3A")
+}
+
+/// `weir backends ACTION UPSTREAM ADDR [--weight N]`.
+pub fn backends(
+    target: &Target,
+    action: &str,
+    upstream: &str,
+    addr: &str,
+    weight: Option<u32>,
+) -> Result<String, String> {
+    let item = format!("/upstreams/{}/backends/{}", encode(upstream), encode(addr));
+    let (code, v) = match action {
+        "add" => target.call(
+            "POST",
+            &format!("/upstreams/{}/backends", encode(upstream)),
+            Some(&serde_json::json!({ "address": addr, "weight": weight.unwrap_or(1) })),
+        )?,
+        "remove" => target.call("DELETE", &item, None)?,
+        "drain" | "enable" | "disable" => {
+            let state = match action {
+                "drain" => "draining",
+                "enable" => "enabled",
+                _ => "disabled",
+            };
+            let mut body = serde_json::json!({ "state": state });
+            if let Some(w) = weight {
+                body["weight"] = w.into();
+            }
+            target.call("PATCH", &item, Some(&body))?
+        }
+        other => return Err(format!("unknown action {other:?}")),
+    };
+    if (200..300).contains(&code) {
+        Ok(format!("{action} {addr} in {upstream}: ok"))
+    } else {
+        Err(error_text(code, &v))
+    }
+}
