@@ -92,10 +92,28 @@ fn finish(result: Result<String, String>) -> i32 {
     }
 }
 
-/// `weir reload`: validate, SIGHUP, wait for the process to report.
+/// `weir reload`: validate, then `POST /reload` when the admin API is
+/// configured and reachable, else SIGHUP and wait for the process to report.
 pub fn reload(path: &Path) -> i32 {
     finish((|| {
-        let (_, conf) = load(path)?;
+        let (loaded, conf) = load(path)?;
+        if loaded.config.admin.is_some() {
+            let target = crate::admin_client::Target::resolve(path, None, None)?;
+            match target.call("POST", "/reload", None) {
+                Ok((200, v)) => {
+                    return Ok(format!("reloaded: {}", v["changed"].as_str().unwrap_or("")));
+                }
+                Ok((code, v)) => {
+                    let why = v["error"]
+                        .as_str()
+                        .map_or_else(|| format!("admin API answered {code}"), str::to_string);
+                    return Err(format!(
+                        "reload failed, the running config is unchanged:\n{why}"
+                    ));
+                }
+                Err(e) => log::debug!("admin API not reachable ({e}); using SIGHUP"),
+            }
+        }
         let pid = running_pid(&conf)?;
         let status = status_path(&conf.pid_file);
         let _ = std::fs::remove_file(&status);

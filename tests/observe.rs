@@ -659,6 +659,17 @@ fn status_and_backends_commands() {
         text.contains(&a.addr().to_string()) && text.contains("enabled") && text.contains("file")
     );
 
+    let out = run_weir(&["reload", "-c", &cfg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("reloaded: no changes"),
+        "through POST /reload"
+    );
+
     let ba = b.addr().to_string();
     let out = run_weir(&["backends", "add", "pool", &ba, "--weight", "2", "-c", &cfg]);
     assert!(

@@ -135,9 +135,14 @@ fn load(
 #[test]
 fn graceful_upgrade_under_load_loses_nothing() {
     let backend = TestBackend::start("a");
-    let listen = free_addr();
+    let second = TestBackend::start("b");
+    let (listen, adm) = (free_addr(), free_addr());
     let dir = TestDir::create();
-    let cfg = dir.write("weir.yaml", &config(listen, backend.addr(), ""));
+    let text = config(listen, backend.addr(), "").replace(
+        "listeners:",
+        &format!("admin: {{ listen: \"{adm}\", token: t0k, state_file: state.json }}\nlisteners:"),
+    );
+    let cfg = dir.write("weir.yaml", &text);
     let mut daemons = Daemons {
         pid_file: dir.path().join("weir.pid"),
         pids: vec![],
@@ -153,6 +158,19 @@ fn graceful_upgrade_under_load_loses_nothing() {
         &daemons.pid_file
     ) > 0));
     let old = daemons.remember();
+    // an admin change made before the upgrade must survive it
+    let host = adm.to_string();
+    let add = format!(r#"{{"address":"{}"}}"#, second.addr());
+    let auth = [("host", host.as_str()), ("authorization", "Bearer t0k")];
+    let r = request_with_body(
+        adm,
+        "POST",
+        "/upstreams/pool/backends",
+        &auth,
+        add.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.body);
 
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
@@ -196,6 +214,14 @@ fn graceful_upgrade_under_load_loses_nothing() {
         "draining process answered with Connection: close"
     );
     assert_eq!(get(listen, "/").status, 200, "the new process serves");
+    // the admin socket was handed over too, and the new process re-applied the state file
+    let st = request(adm, "GET", "/status", &auth).unwrap();
+    assert_eq!(st.status, 200);
+    assert!(
+        st.body.contains(&second.addr().to_string()) && st.body.contains("\"source\":\"admin\""),
+        "{}",
+        st.body
+    );
 }
 
 #[test]
