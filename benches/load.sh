@@ -33,9 +33,9 @@
 # Environment (defaults): ROUNDS=3 DURATION=5 (seconds per measured wrk run)
 # CONNS=50 PACED_CONNS=20 PACED_DELAY_MS=2 IDLE_CONNS=1000 PORT_BASE=18080
 # PROXIES="weir floor nginx haproxy" BUILD=auto QUIET_WAIT=20 (seconds to wait
-# for an idle machine before each measurement) RETRY_UNTIL=420 (a measurement
-# that other processes disturbed, >= 10% of core 0, is repeated up to twice
-# while the run is younger than this many seconds)
+# for an idle machine before each measurement) RETRY_UNTIL=300 (a measurement
+# that other processes disturbed, >= 10% of core 0, is repeated up to twice,
+# and the script waits for quiet, only while the run is younger than this)
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -48,7 +48,7 @@ PORT_BASE=${PORT_BASE:-18080}
 PROXIES=${PROXIES:-"weir floor nginx haproxy"}
 BUILD=${BUILD:-auto}
 QUIET_WAIT=${QUIET_WAIT:-20}
-RETRY_UNTIL=${RETRY_UNTIL:-420}
+RETRY_UNTIL=${RETRY_UNTIL:-300}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS_DIR=$ROOT/benches/results
@@ -132,7 +132,7 @@ install_tools() {
 
 build() {
     if [ "$BUILD" = 0 ]; then
-        [ -x "$WEIR_BIN" ] && [ -x "$FLOOR_BIN" ] || die "BUILD=0 but $WEIR_BIN or $FLOOR_BIN is missing"
+        if [ ! -x "$WEIR_BIN" ] || [ ! -x "$FLOOR_BIN" ]; then die "BUILD=0 but $WEIR_BIN or $FLOOR_BIN is missing"; fi
         return
     fi
     log "cargo build --release --bin weir --example floor_proxy (a cold build takes ~6 min)"
@@ -364,6 +364,7 @@ busy_pct() { awk -v a="$(($4 - $2))" -v b="$(($5 - $3))" 'BEGIN {printf "%.0f", 
 # that a build or test run elsewhere does not land in a measurement.
 wait_quiet() {
     local deadline=$(($(date +%s) + QUIET_WAIT)) a0 t0 a1 t1 busy
+    [ $(($(date +%s) - START)) -gt "$RETRY_UNTIL" ] && return 0
     while :; do
         read -r a0 t0 < <(awk '$1 == "cpu" {print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
         sleep 1
@@ -518,7 +519,7 @@ def cell(p, key, fmt, scale):
         return "–"
     v = med[p][key]
     s = fmt.format(v * scale)
-    if p != "nginx" and "nginx" in med and med["nginx"][key]:
+    if p != "nginx" and key != "cpu_pct_max" and "nginx" in med and med["nginx"][key]:
         s += " ({:.2f}×)".format(v / med["nginx"][key])
     return s
 paced = statistics.median(num(r["paced_rps"]) for r in rows if r["proxy"] != "direct") if any(r["proxy"] != "direct" for r in rows) else 0
@@ -531,7 +532,7 @@ out.append("- command: \`ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS PACED_CO
 out.append("- weir commit: $COMMIT; $VERSIONS; run time ${ELAPSED} s")
 out.append("- each proxy: 1 worker thread on core 0; wrk and the origin (nginx, return 200 \"ok\") on core 1; keep-alive everywhere")
 out.append("- medians of %d round(s); (×) = ratio to nginx (for req/s higher is better, for the rest lower is better)" % rounds)
-out.append("- @max: wrk -t1 -c$CONNS, ${DURATION} s; @paced: wrk -t1 -c$PACED_CONNS with a ${PACED_DELAY_MS} ms delay between requests per connection (≈%s req/s; wrk2/oha are not in Debian); CPU = utime+stime of the proxy process / requests served" % format(round(paced), ","))
+out.append("- @max: wrk -t1 -c$CONNS, ${DURATION} s; @paced: wrk -t1 -c$PACED_CONNS with a ${PACED_DELAY_MS} ms delay between requests per connection (≈%s req/s; wrk2/oha are not in Debian); CPU = utime+stime of the proxy process / requests served (µs per request = ms per 1,000 requests)" % format(round(paced), ","))
 out.append("- KiB/idle conn: (VmRSS with $IDLE_CONNS idle keep-alive clients that each made one request − VmRSS before) / $IDLE_CONNS, fresh process; RSS idle = that VmRSS before; peak RSS = VmHWM after the load runs\n")
 out.append("| proxy | " + " | ".join(c[1] for c in cols) + " |")
 out.append("|---|" + "---:|" * len(cols))
