@@ -362,3 +362,35 @@ fn threads_from_the_file_set_the_worker_count() {
         "threads 1 → 5 adds four workers: {counts:?}"
     );
 }
+
+#[test]
+fn reload_keeps_health_state_of_unchanged_upstreams() {
+    let mut dead = TestBackend::start("dead");
+    let good = TestBackend::start("good");
+    let listen = free_addr();
+    let (dead_addr, good_addr) = (dead.addr(), good.addr());
+    let cfg = |route_name: &str| {
+        format!(
+            r#"
+server: {{ threads: 2, pid_file: weir.pid, upgrade_sock: up.sock }}
+listeners: [{{ name: web, address: "{listen}" }}]
+routes: [{{ name: {route_name}, upstream: pool, retries: 0 }}]
+upstreams:
+  pool:
+    backends: ["{}", "{}"]
+    health_check: {{ type: tcp, interval: 1s, timeout: 200ms, unhealthy_threshold: 1, healthy_threshold: 1 }}
+"#,
+            dead_addr, good_addr
+        )
+    };
+    let w = WeirProcess::start(&cfg("before"), listen);
+    dead.stop();
+    assert!(w.wait_for_log("is DOWN", Duration::from_secs(5)));
+    w.write_config(&cfg("after"));
+    w.signal("HUP");
+    assert!(w.wait_for_log("config reloaded", Duration::from_secs(5)));
+    // Right after the reload (well within one check interval) the dead backend
+    // is still known to be down: no request is sent to it (retries: 0 would show 502s).
+    let codes: Vec<u16> = (0..10).map(|_| get(listen, "/").status).collect();
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+}
