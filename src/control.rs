@@ -141,8 +141,10 @@ pub fn stop(path: &Path, fast: bool) -> i32 {
     finish((|| {
         let conf = match load(path) {
             Ok((_, c)) => c,
-            // a broken file must not prevent stopping: use its server section if it parses
-            Err(e) => return Err(format!("cannot read the config to find the pid file:\n{e}")),
+            // A file broken since start-up must not prevent stopping: its server
+            // section alone is enough to find the pid file.
+            Err(e) => server_section_only(path)
+                .ok_or_else(|| format!("cannot read the config to find the pid file:\n{e}"))?,
         };
         let pid = running_pid(&conf)?;
         signal(pid, if fast { libc::SIGINT } else { libc::SIGTERM })?;
@@ -158,6 +160,18 @@ pub fn stop(path: &Path, fast: bool) -> i32 {
             ))
         }
     })())
+}
+
+fn server_section_only(path: &Path) -> Option<ServerConf> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+    let server: crate::config::model::ServerSection =
+        serde_yaml::from_value(value.get("server").cloned().unwrap_or_default()).ok()?;
+    let file = std::path::absolute(path).ok()?;
+    Some(server_conf(
+        &server,
+        file.parent().unwrap_or(Path::new("/")),
+    ))
 }
 
 fn sock_inode(path: &str) -> Option<u64> {

@@ -302,6 +302,8 @@ fn weir_stop_waits_for_the_process_to_exit() {
     let listen = free_addr();
     let weir = WeirProcess::start(&config(listen, a.addr(), ""), listen);
     let cfg = weir.config_path().to_str().unwrap().to_string();
+    // a file broken since start-up does not prevent a stop
+    weir.write_config(&config(listen, a.addr(), "").replace("upstream: pool", "upstream: nope"));
     let started = Instant::now();
     let out = run_weir(&["stop", "-c", &cfg]);
     assert!(
