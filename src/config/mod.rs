@@ -4,6 +4,7 @@
 pub mod env;
 pub mod load;
 pub mod model;
+pub mod shadow;
 pub mod spans;
 pub mod suggest;
 pub mod validate;

@@ -4,25 +4,29 @@
 //! rewrites what goes upstream, `fail_to_connect` / `error_while_proxy`
 //! decide retries, and `fail_to_proxy` writes weir's own error answers.
 
-use crate::access_log::{AccessLog, Entry};
+mod answers;
+mod ctx;
+mod record;
+
+use crate::access_log::AccessLog;
 use crate::forward;
-use crate::router::{allow_header, normalize_host, Action, Match, Route};
-use crate::snapshot::{SharedSnapshot, Snapshot};
-use crate::upstream::{apply_timeouts, BackendInfo, Group, HashKey};
+use crate::router::{allow_header, normalize_host, Action, Match};
+use crate::snapshot::SharedSnapshot;
+use crate::upstream::{apply_timeouts, Group, HashKey};
+use answers::{error_body, finish_response_headers, respond, status_for};
 use async_trait::async_trait;
 use bytes::Bytes;
+use ctx::MAX_TRIES;
+pub use ctx::{Ctx, InFlight};
 use http::{header, HeaderValue};
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_error::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Most tries per request (first try + `MAX_RETRIES`).
-const MAX_TRIES: usize = crate::config::validate::MAX_RETRIES as usize + 1;
 
 /// The proxy service state.
 pub struct Proxy {
@@ -48,52 +52,6 @@ impl Proxy {
     }
 }
 
-/// Decrements a backend's in-flight counter when dropped.
-pub struct InFlight(Arc<AtomicUsize>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
-    }
-}
-
-/// Per-request state.
-pub struct Ctx {
-    snap: Arc<Snapshot>,
-    route: Option<usize>,
-    group: Option<usize>,
-    upstream_uri: Option<http::Uri>,
-    tried: [Option<SocketAddr>; MAX_TRIES],
-    attempts: usize,
-    backend: Option<Arc<BackendInfo>>,
-    in_flight: Option<InFlight>,
-    request_id: Option<HeaderValue>,
-    client: Option<IpAddr>,
-    peer_trusted: bool,
-    start: Instant,
-    sent_upstream: Option<Instant>,
-    upstream_status: u16,
-}
-
-impl Ctx {
-    fn route(&self) -> Option<&Route> {
-        self.route.map(|i| &self.snap.router.routes()[i])
-    }
-
-    fn group(&self) -> Option<&Arc<Group>> {
-        self.group.map(|i| &self.snap.groups[i])
-    }
-
-    fn was_tried(&self, addr: SocketAddr) -> bool {
-        self.tried[..self.attempts.min(MAX_TRIES)].contains(&Some(addr))
-    }
-
-    fn may_retry(&self) -> bool {
-        let retries = self.route().map_or(0, |r| r.retries as usize);
-        self.attempts <= retries && self.attempts < MAX_TRIES
-    }
-}
-
 fn count_retry(ctx: &Ctx) {
     if let Some(c) = ctx.group().and_then(|g| g.retries.as_ref()) {
         c.inc();
@@ -113,68 +71,6 @@ fn cookie_value<'a>(cookies: &'a [u8], name: &str) -> Option<&'a [u8]> {
         let (k, v) = pair.split_at(pair.iter().position(|&c| c == b'=')?);
         (k == name.as_bytes()).then(|| &v[1..])
     })
-}
-
-/// Writes a short plain-text answer of weir's own.
-async fn respond(
-    session: &mut Session,
-    ctx: &Ctx,
-    status: u16,
-    body: Bytes,
-    extra: &[(header::HeaderName, HeaderValue)],
-) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(6))?;
-    resp.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    resp.insert_header(header::CONTENT_LENGTH, body.len())?;
-    for (n, v) in extra {
-        resp.insert_header(n.clone(), v.clone())?;
-    }
-    finish_response_headers(&mut resp, ctx);
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await
-}
-
-fn finish_response_headers(resp: &mut ResponseHeader, ctx: &Ctx) {
-    if let Some(id) = &ctx.request_id {
-        let _ = resp.insert_header(forward::X_REQUEST_ID.clone(), id.clone());
-    }
-    if let Some(r) = ctx.route() {
-        r.response_headers.apply_response(resp);
-    }
-}
-
-fn status_for(e: &Error) -> u16 {
-    match e.etype() {
-        ErrorType::HTTPStatus(code) => *code,
-        ErrorType::ConnectTimedout
-        | ErrorType::ReadTimedout
-        | ErrorType::WriteTimedout
-        | ErrorType::TLSHandshakeTimedout
-            if e.esource() == &ErrorSource::Upstream =>
-        {
-            504
-        }
-        _ => match e.esource() {
-            ErrorSource::Upstream => 502,
-            ErrorSource::Downstream => match e.etype() {
-                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                _ => 400,
-            },
-            ErrorSource::Internal | ErrorSource::Unset => 500,
-        },
-    }
-}
-
-fn error_body(status: u16) -> &'static str {
-    match status {
-        400 => "bad request\n",
-        404 => "no route matched\n",
-        405 => "method not allowed\n",
-        502 => "bad gateway\n",
-        503 => "no healthy backend\n",
-        504 => "gateway timeout\n",
-        _ => "error\n",
-    }
 }
 
 impl Proxy {
@@ -488,57 +384,7 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        ctx.in_flight = None;
-        let written = session.response_written().map(|r| r.status.as_u16());
-        let status = match (written, e) {
-            (Some(s), _) => s,
-            (None, Some(_)) => 499,
-            (None, None) => 0,
-        };
-        let elapsed = ctx.start.elapsed();
-        let req = session.req_header();
-        match ctx.route() {
-            Some(r) => r.metrics.record(&req.method, status, elapsed.as_secs_f64()),
-            None => crate::metrics::unmatched().record(&req.method, status, elapsed.as_secs_f64()),
-        }
-        let Some(log) = &self.access_log else { return };
-        let header = |n: header::HeaderName| {
-            req.headers
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-        };
-        let backend = ctx.backend.as_ref().map(|b| b.addr.to_string());
-        let version = match req.version {
-            http::Version::HTTP_10 => "HTTP/1.0",
-            http::Version::HTTP_2 => "HTTP/2.0",
-            _ => "HTTP/1.1",
-        };
-        log.log(&Entry {
-            client: ctx.client,
-            peer: peer_ip(session),
-            method: req.method.as_str(),
-            host: header(header::HOST),
-            path: req.uri.path(),
-            query: req.uri.query(),
-            status,
-            upstream_status: ctx.upstream_status,
-            bytes: session.body_bytes_sent(),
-            bytes_in: session.body_bytes_read(),
-            duration_ms: elapsed.as_secs_f64() * 1000.0,
-            route: ctx.route().map_or("-", |r| &r.name),
-            upstream: ctx.group().map_or("-", |g| &g.name),
-            backend: backend.as_deref().unwrap_or("-"),
-            attempts: ctx.attempts,
-            request_id: ctx
-                .request_id
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or(""),
-            user_agent: header(header::USER_AGENT),
-            referer: header(header::REFERER),
-            version,
-        });
+        record::record(session, e, ctx, self.access_log.as_deref());
     }
 }
 

@@ -1,0 +1,68 @@
+//! The logging phase: metrics for every request and, when enabled, an
+//! access log line.
+
+use super::{peer_ip, Ctx};
+use crate::access_log::{AccessLog, Entry};
+use http::header;
+use pingora_error::Error;
+use pingora_proxy::Session;
+
+/// Records a finished request.
+pub(super) fn record(
+    session: &mut Session,
+    e: Option<&Error>,
+    ctx: &mut Ctx,
+    access_log: Option<&AccessLog>,
+) {
+    ctx.in_flight = None;
+    let written = session.response_written().map(|r| r.status.as_u16());
+    let status = match (written, e) {
+        (Some(s), _) => s,
+        (None, Some(_)) => 499,
+        (None, None) => 0,
+    };
+    let elapsed = ctx.start.elapsed();
+    let req = session.req_header();
+    match ctx.route() {
+        Some(r) => r.metrics.record(&req.method, status, elapsed.as_secs_f64()),
+        None => crate::metrics::unmatched().record(&req.method, status, elapsed.as_secs_f64()),
+    }
+    let Some(log) = access_log else { return };
+    let header = |n: header::HeaderName| {
+        req.headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let backend = ctx.backend.as_ref().map(|b| b.addr.to_string());
+    let version = match req.version {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    };
+    log.log(&Entry {
+        client: ctx.client,
+        peer: peer_ip(session),
+        method: req.method.as_str(),
+        host: header(header::HOST),
+        path: req.uri.path(),
+        query: req.uri.query(),
+        status,
+        upstream_status: ctx.upstream_status,
+        bytes: session.body_bytes_sent(),
+        bytes_in: session.body_bytes_read(),
+        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        route: ctx.route().map_or("-", |r| &r.name),
+        upstream: ctx.group().map_or("-", |g| &g.name),
+        backend: backend.as_deref().unwrap_or("-"),
+        attempts: ctx.attempts,
+        request_id: ctx
+            .request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+        user_agent: header(header::USER_AGENT),
+        referer: header(header::REFERER),
+        version,
+    });
+}
