@@ -291,12 +291,33 @@ to_us() {
         else if (v ~ /m$/) print n * 60000000; else if (v ~ /s$/) print n * 1000000; else print n }'
 }
 
-# Runs wrk at port $1 for $2 seconds with extra args; prints
-# "rps requests p50_us p99_us errors".
+# Runs a command and writes the CPU seconds its children used to the file $1.
+RUSAGE_PY='
+import resource, subprocess, sys
+p = subprocess.run(sys.argv[2:])
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write("%f\n" % (r.ru_utime + r.ru_stime))
+sys.exit(p.returncode)
+'
+
+# Runs wrk on core 1 against port $2 for $3 seconds with extra args, while
+# proxy $1 (a pid, or "" for none) serves. Prints "rps requests p50_us p99_us
+# errors proxy_ticks proxy_pct core1_busy_pct noise_pct", where noise is the
+# largest share of a core that neither we nor the proxy, origin or wrk used
+# (other processes on the machine).
 run_wrk() {
-    local port=$1 secs=$2 out
-    shift 2
-    out=$(taskset -c 1 wrk -t1 "$@" -d"${secs}s" --latency "http://127.0.0.1:$port/" 2>&1) || { echo "$out" >&2; die "wrk failed"; }
+    local pid=$1 port=$2 secs=$3 out
+    shift 3
+    local p0=0 p1=0 o0 o1 c0a c0b c1a c1b
+    if [ -n "$pid" ]; then p0=$(cpu_ticks "$pid"); fi
+    o0=$(cpu_ticks "$ORIGIN_PID")
+    c0a=$(core_busy 0)
+    c1a=$(core_busy 1)
+    out=$(taskset -c 1 python3 -c "$RUSAGE_PY" "$T/wrk.cpu" wrk -t1 "$@" -d"${secs}s" --latency "http://127.0.0.1:$port/" 2>&1) || { echo "$out" >&2; die "wrk failed"; }
+    c0b=$(core_busy 0)
+    c1b=$(core_busy 1)
+    o1=$(cpu_ticks "$ORIGIN_PID")
+    if [ -n "$pid" ]; then p1=$(cpu_ticks "$pid"); fi
     echo "$out" >>"$T/wrk.log"
     local rps req p50 p99 errs
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
@@ -304,7 +325,19 @@ run_wrk() {
     p50=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
     p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
     errs=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}' <<<"$out")
-    echo "${rps:-0} ${req:-0} ${p50:-0} ${p99:-0} $errs"
+    local shares
+    shares=$(awk -v c0="$c0a $c0b" -v c1="$c1a $c1b" -v p="$((p1 - p0))" -v o="$((o1 - o0))" \
+        -v w="$(cat "$T/wrk.cpu")" -v k="$TICK" 'BEGIN {
+        split(c0, a); split(c1, b)
+        t0 = a[4] - a[2]; t1 = b[4] - b[2]
+        busy0 = t0 ? 100 * (a[3] - a[1]) / t0 : 0
+        busy1 = t1 ? 100 * (b[3] - b[1]) / t1 : 0
+        proxy = t0 ? 100 * p / t0 : 0
+        ours1 = t1 ? 100 * (o + w * k) / t1 : 0
+        n0 = busy0 - proxy; n1 = busy1 - ours1
+        n = (n0 > n1 ? n0 : n1)
+        printf "%.0f %.0f %.0f", proxy, busy1, (n > 0 ? n : 0) }')
+    echo "${rps:-0} ${req:-0} ${p50:-0} ${p99:-0} $errs $((p1 - p0)) $shares"
 }
 
 IDLE_PY='
@@ -379,7 +412,7 @@ wait_quiet() {
 }
 
 # Load runs on a fresh process; sets LAST_ROW (a TSV row) and LAST_NOISE (the
-# largest share of core 0 that other processes used during a load phase).
+# largest share of a core that other processes used during a load run).
 measure_load() {
     local round=$1 name=$2 port pid=""
     if [ "$name" = direct ]; then port=$ORIGIN_PORT; else
@@ -387,55 +420,32 @@ measure_load() {
         pid=$STARTED_PID
         port=${PORT[$name]}
     fi
-    run_wrk "$port" 1 -c"$CONNS" >/dev/null # warm-up (pools, caches)
-    local c0 c1 s1a s1b s0a s0b max paced cpu_max=0 cpu_paced=0 core1_busy core0_busy core0_paced=0 rss_peak=0
-    if [ -n "$pid" ]; then c0=$(cpu_ticks "$pid"); fi
-    s1a=$(core_busy 1)
-    s0a=$(core_busy 0)
-    max=$(run_wrk "$port" "$DURATION" -c"$CONNS")
-    s1b=$(core_busy 1)
-    s0b=$(core_busy 0)
-    # shellcheck disable=SC2086 # word splitting intended
-    core1_busy=$(busy_pct 1 $s1a $s1b)
-    # shellcheck disable=SC2086
-    core0_busy=$(busy_pct 0 $s0a $s0b)
+    run_wrk "$pid" "$port" 1 -c"$CONNS" >/dev/null # warm-up (pools, caches)
+    local max paced rss_peak=0
+    max=$(run_wrk "$pid" "$port" "$DURATION" -c"$CONNS")
     if [ -n "$pid" ]; then
-        c1=$(cpu_ticks "$pid")
-        cpu_max=$((c1 - c0))
-        c0=$c1
-        s0a=$(core_busy 0)
-        paced=$(run_wrk "$port" "$DURATION" -c"$PACED_CONNS" -s "$T/pace.lua")
-        s0b=$(core_busy 0)
-        # shellcheck disable=SC2086
-        core0_paced=$(busy_pct 0 $s0a $s0b)
-        c1=$(cpu_ticks "$pid")
-        cpu_paced=$((c1 - c0))
+        paced=$(run_wrk "$pid" "$port" "$DURATION" -c"$PACED_CONNS" -s "$T/pace.lua")
         rss_peak=$(status_kib "$pid" VmHWM)
         stop_proxy "$name" "$pid"
     else
-        paced="0 0 0 0 0"
+        paced="0 0 0 0 0 0 0 0 0"
     fi
-    local rps req p50 p99 errs prps preq pp50 pp99 perrs
-    read -r rps req p50 p99 errs <<<"$max"
-    read -r prps preq pp50 pp99 perrs <<<"$paced"
+    local rps req p50 p99 errs cpu_max cpu_pct core1_busy noise_max
+    local prps preq pp50 pp99 perrs cpu_paced _ _ noise_paced
+    read -r rps req p50 p99 errs cpu_max cpu_pct core1_busy noise_max <<<"$max"
+    read -r prps preq pp50 pp99 perrs cpu_paced _ _ noise_paced <<<"$paced"
     IDLE_RESULT="0 0 0"
     if [ "$name" != direct ]; then measure_idle "$name"; fi
     local rss_base rss_idle kib_conn
     read -r rss_base rss_idle kib_conn <<<"$IDLE_RESULT"
-    local us_max us_paced cpu_pct paced_pct
+    local us_max us_paced
     us_max=$(awk -v t="$cpu_max" -v r="$req" -v k="$TICK" 'BEGIN {printf "%.2f", r ? t * 1e6 / k / r : 0}')
     us_paced=$(awk -v t="$cpu_paced" -v r="$preq" -v k="$TICK" 'BEGIN {printf "%.2f", r ? t * 1e6 / k / r : 0}')
-    cpu_pct=$(awk -v t="$cpu_max" -v k="$TICK" -v d="$DURATION" 'BEGIN {printf "%.0f", 100 * t / k / d}')
-    paced_pct=$(awk -v t="$cpu_paced" -v k="$TICK" -v d="$DURATION" 'BEGIN {printf "%.0f", 100 * t / k / d}')
-    # core 0 time the proxy did not spend: other processes on this machine (noise)
-    LAST_NOISE=0
-    if [ "$name" != direct ]; then
-        LAST_NOISE=$(awk -v a="$((core0_busy - cpu_pct))" -v b="$((core0_paced - paced_pct))" 'BEGIN {m = a > b ? a : b; print m > 0 ? m : 0}')
-    fi
+    LAST_NOISE=$((noise_max > noise_paced ? noise_max : noise_paced))
     LAST_ROW=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s' \
         "$round" "$name" "$rps" "$p50" "$p99" "$us_max" "$cpu_pct" "$core1_busy" \
         "$prps" "$pp50" "$pp99" "$us_paced" "$kib_conn" "$rss_base" "$rss_peak" "$((errs + perrs))" "$rss_idle" "$LAST_NOISE")
-    log "round $round $name: ${rps} req/s p50 ${p50}us p99 ${p99}us | cpu ${us_max}us/req at max (${cpu_pct}%), ${us_paced}us/req at ${prps} req/s | ${kib_conn} KiB/idle conn | peak RSS ${rss_peak} KiB | errors $((errs + perrs)) | core1 ${core1_busy}%, other load on core0 ${LAST_NOISE}%"
+    log "round $round $name: ${rps} req/s p50 ${p50}us p99 ${p99}us | cpu ${us_max}us/req at max (${cpu_pct}%), ${us_paced}us/req at ${prps} req/s | ${kib_conn} KiB/idle conn | peak RSS ${rss_peak} KiB | errors $((errs + perrs)) | core1 ${core1_busy}% busy | other processes ${LAST_NOISE}%"
 }
 
 # ---------------------------------------------------------------- main
@@ -462,7 +472,7 @@ PIDS+=("$ORIGIN_PID")
 wait_ready "$ORIGIN_PORT" "$ORIGIN_PID" origin
 
 TSV=$RESULTS_DIR/latest.tsv
-printf 'round\tproxy\trps\tp50_us\tp99_us\tcpu_us_per_req_max\tcpu_pct_max\tcore1_busy_pct\tpaced_rps\tpaced_p50_us\tpaced_p99_us\tcpu_us_per_req_paced\tkib_per_idle_conn\trss_base_kib\trss_peak_kib\terrors\trss_idle_kib\tcore0_other_pct\n' >"$TSV"
+printf 'round\tproxy\trps\tp50_us\tp99_us\tcpu_us_per_req_max\tcpu_pct_max\tcore1_busy_pct\tpaced_rps\tpaced_p50_us\tpaced_p99_us\tcpu_us_per_req_paced\tkib_per_idle_conn\trss_base_kib\trss_peak_kib\terrors\trss_idle_kib\tnoise_pct\n' >"$TSV"
 
 read -r -a ORDER <<<"$PROXIES direct"
 for r in $(seq "$ROUNDS"); do
@@ -477,7 +487,7 @@ for r in $(seq "$ROUNDS"); do
             if [ "$LAST_NOISE" -lt 10 ] || [ "$attempt" = 3 ] || [ $(($(date +%s) - START)) -gt "$RETRY_UNTIL" ]; then
                 break
             fi
-            log "other processes used ${LAST_NOISE}% of core 0: measuring $name again"
+            log "other processes used ${LAST_NOISE}% of a core: measuring $name again"
         done
         printf '%s\n' "$LAST_ROW" >>"$TSV"
     done
@@ -546,9 +556,9 @@ if "weir" in med and "floor" in med:
         ratio("paced_p99_us"), ratio("kib_per_idle_conn"), ratio("rss_peak_kib")))
 c1 = statistics.median(num(r["core1_busy_pct"]) for r in rows)
 out.append("\ncore 1 (wrk + origin) busy during @max runs: median %.0f%%%s" % (c1, " — saturated: req/s is bounded by the load generator side, compare CPU/req" if c1 >= 95 else ""))
-noisy = [(r["round"], names[r["proxy"]], num(r["core0_other_pct"])) for r in rows if num(r["core0_other_pct"]) >= 10]
+noisy = [(r["round"], names[r["proxy"]], num(r["noise_pct"])) for r in rows if num(r["noise_pct"]) >= 10]
 if noisy:
-    out.append("\nNOISE: other processes used core 0 during: " + ", ".join("round %s %s (%.0f%%)" % n for n in noisy) + " — rerun on a quiet machine")
+    out.append("\nNOISE: other processes on the machine used this much of a core during: " + ", ".join("round %s %s (%.0f%%)" % n for n in noisy) + " — rerun on a quiet machine")
 bad = {p: e for p, e in errors.items() if e}
 if bad:
     out.append("\nWARNING: non-2xx responses or socket errors: " + ", ".join("%s %d" % (names[p], e) for p, e in bad.items()))
