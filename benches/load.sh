@@ -32,7 +32,8 @@
 #
 # Environment (defaults): ROUNDS=3 DURATION=5 (seconds per measured wrk run)
 # CONNS=50 PACED_CONNS=20 PACED_DELAY_MS=2 IDLE_CONNS=1000 PORT_BASE=18080
-# PROXIES="weir floor nginx haproxy" BUILD=auto QUIET_WAIT=20 (seconds to wait
+# PROXIES="weir floor nginx haproxy" BUILD=auto (BUILD=0 with WEIR_BIN=... and
+# FLOOR_BIN=... compares other builds) QUIET_WAIT=20 (seconds to wait
 # for an idle machine before each measurement) RETRY_UNTIL=300 (a measurement
 # that other processes disturbed, >= 10% of core 0, is repeated up to twice,
 # and the script waits for quiet, only while the run is younger than this)
@@ -52,8 +53,8 @@ RETRY_UNTIL=${RETRY_UNTIL:-300}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS_DIR=$ROOT/benches/results
-WEIR_BIN=$ROOT/target/release/weir
-FLOOR_BIN=$ROOT/target/release/examples/floor_proxy
+WEIR_BIN=${WEIR_BIN:-$ROOT/target/release/weir}
+FLOOR_BIN=${FLOOR_BIN:-$ROOT/target/release/examples/floor_proxy}
 ORIGIN_PORT=$PORT_BASE
 declare -A PORT=([weir]=$((PORT_BASE + 1)) [floor]=$((PORT_BASE + 2)) [nginx]=$((PORT_BASE + 3)) [haproxy]=$((PORT_BASE + 4)))
 TICK=$(getconf CLK_TCK)
@@ -554,8 +555,8 @@ if "weir" in med and "floor" in med:
     out.append("\nweir / floor_proxy: req/s %s, p50 %s, p99 %s, CPU/req @max %s, CPU/req @paced %s, p99 @paced %s, KiB/idle conn %s, peak RSS %s" % (
         ratio("rps"), ratio("p50_us"), ratio("p99_us"), ratio("cpu_us_per_req_max"), ratio("cpu_us_per_req_paced"),
         ratio("paced_p99_us"), ratio("kib_per_idle_conn"), ratio("rss_peak_kib")))
-c1 = statistics.median(num(r["core1_busy_pct"]) for r in rows)
-out.append("\ncore 1 (wrk + origin) busy during @max runs: median %.0f%%%s" % (c1, " — saturated: req/s is bounded by the load generator side, compare CPU/req" if c1 >= 95 else ""))
+out.append("\ncore 1 (wrk + origin) busy during the @max runs: " + ", ".join("%s %.0f%%" % (names[p], med[p]["core1_busy_pct"]) for p in order)
+           + ". Where it is ~100%, wrk and the origin are the limit and req/s understates that proxy: compare CPU µs/req.")
 noisy = [(r["round"], names[r["proxy"]], num(r["noise_pct"])) for r in rows if num(r["noise_pct"]) >= 10]
 if noisy:
     out.append("\nNOISE: other processes on the machine used this much of a core during: " + ", ".join("round %s %s (%.0f%%)" % n for n in noisy) + " — rerun on a quiet machine")
