@@ -2,6 +2,7 @@
 
 use http::{header, HeaderName, HeaderValue};
 use pingora_http::RequestHeader;
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -40,16 +41,26 @@ pub fn set_forwarded(
     trusted: bool,
     host: Option<HeaderValue>,
 ) {
-    let peer_text = peer.map(|p| p.to_string()).unwrap_or_default();
+    // Formatted on the stack: one allocation (the header value), not two.
+    let mut buf = [0u8; 48];
+    let peer_text: &[u8] = match peer {
+        Some(p) => {
+            let mut cur = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cur, "{p}");
+            let n = cur.position() as usize;
+            &buf[..n]
+        }
+        None => b"",
+    };
     let xff = match req.headers.get(&X_FORWARDED_FOR) {
         Some(prev) if trusted && !prev.is_empty() => {
             let mut v = Vec::with_capacity(prev.len() + 2 + peer_text.len());
             v.extend_from_slice(prev.as_bytes());
             v.extend_from_slice(b", ");
-            v.extend_from_slice(peer_text.as_bytes());
+            v.extend_from_slice(peer_text);
             HeaderValue::from_bytes(&v).ok()
         }
-        _ => HeaderValue::from_str(&peer_text).ok(),
+        _ => HeaderValue::from_bytes(peer_text).ok(),
     };
     if !trusted {
         req.remove_header(&FORWARDED);

@@ -5,6 +5,10 @@ use weir::admin_client::{self, Target};
 use weir::cli::{Cli, Command};
 use weir::{commands, config, control, logging, server};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // SIGHUP's default action kills the process; weir handles it (live
     // reload) once running, and ignores it until then.

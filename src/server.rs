@@ -14,6 +14,8 @@ use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::upstream::health::HealthService;
 use async_trait::async_trait;
+use pingora_core::listeners::ListenerConfig;
+use pingora_core::protocols::l4::stream::L4BufferSettings;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{ExecutionPhase, Server, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
@@ -21,6 +23,12 @@ use pingora_core::services::listening::Service;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+
+/// Read buffer of each client connection. Pingora's default is 64 KiB per
+/// connection, which is most of what an idle keep-alive client costs; its
+/// HTTP/1 parser reads into its own 4 KiB buffer anyway, so plain HTTP
+/// listeners read straight from the socket (measured in benches/README.md).
+pub const DOWNSTREAM_READ_BUFFER: usize = 0;
 
 /// Default `grace_period_seconds` (Pingora's is 300).
 pub const DEFAULT_GRACE_PERIOD: u64 = 5;
@@ -128,7 +136,12 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
         "weir proxy",
     );
     for l in &cfg.listeners {
-        proxy.add_tcp(&l.address);
+        proxy.add_listener(
+            ListenerConfig::tcp(l.address.as_str()).l4_buffer(L4BufferSettings {
+                read: Some(DOWNSTREAM_READ_BUFFER),
+                write: None,
+            }),
+        );
     }
     server.add_service(proxy);
     if let Some(admin) = &cfg.admin {

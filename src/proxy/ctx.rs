@@ -33,6 +33,7 @@ pub struct Ctx {
     pub(super) backend: Option<Arc<BackendInfo>>,
     pub(super) in_flight: Option<InFlight>,
     pub(super) request_id: Option<HeaderValue>,
+    pub(super) request_id_is_new: bool,
     pub(super) client: Option<IpAddr>,
     pub(super) peer_trusted: bool,
     pub(super) start: Instant,

@@ -76,24 +76,34 @@ fn cookie_value<'a>(cookies: &'a [u8], name: &str) -> Option<&'a [u8]> {
 impl Proxy {
     fn select(&self, session: &Session, ctx: &Ctx, group: &Group) -> Option<SocketAddr> {
         let req = session.req_header();
-        let ip_bytes;
-        let key: &[u8] = match &group.hash_key {
-            HashKey::Path => req.uri.path().as_bytes(),
-            HashKey::Header(n) => req.headers.get(n).map(|v| v.as_bytes()).unwrap_or(b""),
-            HashKey::Cookie(name) => req
-                .headers
-                .get(header::COOKIE)
-                .and_then(|c| cookie_value(c.as_bytes(), name))
-                .unwrap_or(b""),
-            HashKey::ClientIp => b"",
+        let mut ip_buf = [0u8; 16];
+        let key: &[u8] = if !group.uses_key() {
+            b""
+        } else {
+            match &group.hash_key {
+                HashKey::Path => req.uri.path().as_bytes(),
+                HashKey::Header(n) => req.headers.get(n).map(|v| v.as_bytes()).unwrap_or(b""),
+                HashKey::Cookie(name) => req
+                    .headers
+                    .get(header::COOKIE)
+                    .and_then(|c| cookie_value(c.as_bytes(), name))
+                    .unwrap_or(b""),
+                HashKey::ClientIp => b"",
+            }
         };
-        let key = if key.is_empty() {
-            ip_bytes = match ctx.client {
-                Some(IpAddr::V4(a)) => a.octets().to_vec(),
-                Some(IpAddr::V6(a)) => a.octets().to_vec(),
-                None => Vec::new(),
-            };
-            &ip_bytes[..]
+        // A missing header or cookie falls back to the client address.
+        let key = if key.is_empty() && group.uses_key() {
+            match ctx.client {
+                Some(IpAddr::V4(a)) => {
+                    ip_buf[..4].copy_from_slice(&a.octets());
+                    &ip_buf[..4]
+                }
+                Some(IpAddr::V6(a)) => {
+                    ip_buf = a.octets();
+                    &ip_buf[..]
+                }
+                None => b"",
+            }
         } else {
             key
         };
@@ -127,6 +137,7 @@ impl ProxyHttp for Proxy {
             backend: None,
             in_flight: None,
             request_id: None,
+            request_id_is_new: false,
             client: None,
             peer_trusted: false,
             start: Instant::now(),
@@ -140,9 +151,13 @@ impl ProxyHttp for Proxy {
             session.set_keepalive(None);
         }
         let req = session.req_header();
-        ctx.request_id = Some(match req.headers.get(&forward::X_REQUEST_ID) {
-            Some(v) if forward::valid_request_id(v) => v.clone(),
-            _ => forward::new_request_id(),
+        let mut ids = req.headers.get_all(&forward::X_REQUEST_ID).iter();
+        ctx.request_id = Some(match (ids.next(), ids.next()) {
+            (Some(v), None) if forward::valid_request_id(v) => v.clone(),
+            _ => {
+                ctx.request_id_is_new = true;
+                forward::new_request_id()
+            }
         });
         let peer = peer_ip(session);
         let snap = ctx.snap.clone();
@@ -275,7 +290,8 @@ impl ProxyHttp for Proxy {
         if let Some(h) = ctx.group().and_then(|g| g.host_header.clone()) {
             upstream.insert_header(header::HOST, h)?;
         }
-        if let Some(id) = &ctx.request_id {
+        // A kept id is already on the copied request; only a new one is set.
+        if let (true, Some(id)) = (ctx.request_id_is_new, &ctx.request_id) {
             upstream.insert_header(forward::X_REQUEST_ID.clone(), id.clone())?;
         }
         if let Some(r) = ctx.route() {

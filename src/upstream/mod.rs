@@ -319,6 +319,15 @@ impl Group {
         })
     }
 
+    /// Whether the algorithm hashes a key (consistent_hash, ip_hash); the
+    /// others ignore it, so it is not computed for them.
+    pub fn uses_key(&self) -> bool {
+        matches!(
+            self.balancer,
+            Balancer::ConsistentHash(_) | Balancer::IpHash(_)
+        )
+    }
+
     /// Whether a backend takes traffic: enabled, not draining, healthy.
     pub fn is_up(&self, addr: SocketAddr) -> bool {
         self.backends
