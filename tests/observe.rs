@@ -707,3 +707,23 @@ fn status_and_backends_commands() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 }
+
+#[test]
+fn process_log_can_be_json() {
+    let a = TestBackend::start("a");
+    let (listen, adm) = (free_addr(), free_addr());
+    let up = format!("    backends: [\"{}\"]", a.addr());
+    let cfg = base(listen, adm, &up, "log: { level: info, format: json }\n");
+    let w = WeirProcess::start(&cfg, listen);
+    assert!(w.wait_for_log("starting with", Duration::from_secs(5)));
+    let line = w
+        .stderr()
+        .lines()
+        .find(|l| l.contains("starting with"))
+        .unwrap()
+        .to_string();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["level"], "INFO");
+    assert_eq!(v["target"], "weir::server");
+    assert!(v["message"].as_str().unwrap().starts_with("weir "));
+}
