@@ -18,6 +18,15 @@ use tokio::sync::mpsc;
 /// Lines buffered before new ones are dropped.
 const QUEUE: usize = 65536;
 
+/// Bumped to make the writer reopen its file (SIGUSR1, live reload): after
+/// logrotate moved the file away, new lines go to a new file.
+static REOPEN: AtomicU64 = AtomicU64::new(0);
+
+/// Asks the writer to reopen the access log file before its next write.
+pub fn reopen() {
+    REOPEN.fetch_add(1, Relaxed);
+}
+
 /// Everything one line says about a request.
 #[derive(Debug, Default)]
 pub struct Entry<'a> {
@@ -257,12 +266,22 @@ impl BackgroundService for Writer {
                 return;
             }
         };
+        let mut seen = REOPEN.load(Relaxed);
         loop {
             let line = tokio::select! {
                 l = rx.recv() => l,
                 _ = shutdown.changed() => None,
             };
             let Some(line) = line else { break };
+            let now = REOPEN.load(Relaxed);
+            if now != seen {
+                seen = now;
+                let _ = out.flush();
+                match open(&self.target) {
+                    Ok(w) => out = std::io::BufWriter::with_capacity(64 * 1024, w),
+                    Err(e) => log::error!("cannot reopen the access log {:?}: {e}", self.target),
+                }
+            }
             let _ = out.write_all(line.as_bytes());
             while let Ok(more) = rx.try_recv() {
                 let _ = out.write_all(more.as_bytes());

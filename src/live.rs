@@ -194,6 +194,7 @@ impl Live {
         };
         self.rebuild(&next)?;
         let summary = summarize(&inputs.file_config, &next.file_config);
+        crate::access_log::reopen();
         if !self.rust_log_set {
             crate::logging::set_level(&next.file_config.log);
         }

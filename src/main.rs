@@ -10,11 +10,12 @@ use weir::{commands, config, control, logging, server};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    // SIGHUP's default action kills the process; weir handles it (live
-    // reload) once running, and ignores it until then.
+    // SIGHUP's and SIGUSR1's default action kills the process; weir handles
+    // them (live reload, log reopening) once running, and ignores them until then.
     // SAFETY: setting a signal disposition to SIG_IGN before any threads exist.
     unsafe {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGUSR1, libc::SIG_IGN);
     }
     let cli = Cli::parse();
     let code = match &cli.command {

@@ -1,5 +1,5 @@
 //! SIGHUP: live reload of the file the process was started with (see
-//! [`crate::live::Live::reload`]). weir ignores SIGHUP until this service
+//! [`crate::live::Live::reload`]); SIGUSR1: reopen the access log (logrotate). weir ignores SIGHUP until this service
 //! runs, since its default action would kill the process.
 
 use crate::live::Live;
@@ -32,9 +32,20 @@ impl BackgroundService for Reloader {
                 return;
             }
         };
+        let mut usr1 = signal(SignalKind::user_defined1()).ok();
         loop {
+            let reopen = async {
+                match usr1.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.changed() => return,
+                Some(()) = reopen => {
+                    info!("SIGUSR1 received, reopening the access log");
+                    crate::access_log::reopen();
+                }
                 got = hup.recv() => {
                     if got.is_none() {
                         return;

@@ -275,6 +275,20 @@ fn access_log_lines_are_json_with_the_request_facts() {
     assert!(l["duration_ms"].as_f64().unwrap() >= 0.0);
     assert_eq!(lines[1]["status"], 404);
     assert_eq!(lines[1]["route"], "-");
+
+    // logrotate: move the file away, SIGUSR1, and new lines go to a new file
+    std::fs::rename(&path, w.dir().join("access.log.1")).unwrap();
+    w.signal("USR1");
+    assert!(w.wait_for_log("reopening the access log", Duration::from_secs(5)));
+    assert_eq!(get(listen, "/app/after-rotate").status, 200);
+    assert!(poll_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .contains("/app/after-rotate")
+    }));
+    assert!(!std::fs::read_to_string(w.dir().join("access.log.1"))
+        .unwrap()
+        .contains("after-rotate"));
 }
 
 #[test]
