@@ -306,12 +306,7 @@ impl Live {
     pub fn remove_backend(&self, upstream: &str, address: &str) -> Result<(), ApiError> {
         let key = normalize_addr(address);
         self.change(upstream, |overlay, effective| {
-            if !has_backend(effective, upstream, &key) {
-                return Err(ApiError(
-                    404,
-                    format!("{key} is not a backend of {upstream}"),
-                ));
-            }
+            require_backend(effective, upstream, &key)?;
             let ops = overlay.upstreams.entry(upstream.to_string()).or_default();
             match ops.get(&key) {
                 Some(op) if op.added => {
@@ -344,12 +339,7 @@ impl Live {
         }
         let key = normalize_addr(address);
         self.change(upstream, |overlay, effective| {
-            if !has_backend(effective, upstream, &key) {
-                return Err(ApiError(
-                    404,
-                    format!("{key} is not a backend of {upstream}"),
-                ));
-            }
+            require_backend(effective, upstream, &key)?;
             let op = overlay
                 .upstreams
                 .entry(upstream.to_string())
@@ -397,6 +387,17 @@ fn normalize_addr(address: &str) -> String {
     address
         .parse::<SocketAddr>()
         .map_or_else(|_| address.to_string(), |a| a.to_string())
+}
+
+fn require_backend(cfg: &FileConfig, upstream: &str, key: &str) -> Result<(), ApiError> {
+    if has_backend(cfg, upstream, key) {
+        Ok(())
+    } else {
+        Err(ApiError(
+            404,
+            format!("{key} is not a backend of {upstream}"),
+        ))
+    }
 }
 
 fn has_backend(cfg: &FileConfig, upstream: &str, key: &str) -> bool {
