@@ -27,8 +27,24 @@ use std::time::{Duration, Instant};
 /// Interval used by every polling helper in this harness.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
-/// Returns a port on 127.0.0.1 that was free a moment ago (bind to port 0, then drop).
+/// Ports handed out below the kernel's ephemeral range (32768+), so that no
+/// client connection's source port can take one between this call and the
+/// bind of the process under test. Each test binary starts at its own offset.
+const PORT_LOW: u16 = 20000;
+const PORT_SPAN: u16 = 12000;
+static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+
+/// Returns a port on 127.0.0.1 that is free now and not handed out before by
+/// this test binary.
 pub fn free_port() -> u16 {
+    let offset = (std::process::id() % u32::from(PORT_SPAN)) as u16;
+    for _ in 0..PORT_SPAN {
+        let n = NEXT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = PORT_LOW + (offset.wrapping_add(n.wrapping_mul(7))) % PORT_SPAN;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local_addr").port()
 }
