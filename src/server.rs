@@ -69,7 +69,9 @@ pub fn server_conf(s: &ServerSection, config_dir: &Path) -> ServerConf {
                 .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
         ),
         upstream_keepalive_pool_size: s.upstream_keepalive_pool_size.unwrap_or(128),
-        work_stealing: s.work_stealing.unwrap_or(true),
+        // With one thread there is nothing to steal from, and Pingora's
+        // non-stealing runtime is cheaper (measured in benches/README.md).
+        work_stealing: s.work_stealing.unwrap_or(threads > 1),
         ..ServerConf::default()
     }
 }

@@ -81,7 +81,7 @@ pub struct ServerSection {
     pub graceful_shutdown_timeout_seconds: Option<u64>,
     /// Idle upstream connections kept per process. Default: 128.
     pub upstream_keepalive_pool_size: Option<usize>,
-    /// Let idle worker threads steal work. Default: true.
+    /// Let idle worker threads steal work. Default: true, but false with one thread.
     pub work_stealing: Option<bool>,
 }
 
