@@ -10,7 +10,7 @@ use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
 /// Writes a short plain-text answer of weir's own.
-pub(super) async fn respond(
+async fn respond(
     session: &mut Session,
     ctx: &Ctx,
     status: u16,
@@ -26,6 +26,23 @@ pub(super) async fn respond(
     finish_response_headers(&mut resp, ctx);
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await
+}
+
+/// Writes weir's own short answer for an error status.
+pub(super) async fn respond_error(
+    session: &mut Session,
+    ctx: &Ctx,
+    status: u16,
+    extra: &[(header::HeaderName, HeaderValue)],
+) -> Result<()> {
+    respond(
+        session,
+        ctx,
+        status,
+        Bytes::from_static(error_body(status).as_bytes()),
+        extra,
+    )
+    .await
 }
 
 pub(super) fn finish_response_headers(resp: &mut ResponseHeader, ctx: &Ctx) {
@@ -59,7 +76,7 @@ pub(super) fn status_for(e: &Error) -> u16 {
     }
 }
 
-pub(super) fn error_body(status: u16) -> &'static str {
+fn error_body(status: u16) -> &'static str {
     match status {
         400 => "bad request\n",
         404 => "no route matched\n",

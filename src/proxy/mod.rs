@@ -13,9 +13,8 @@ use crate::forward;
 use crate::router::{allow_header, normalize_host, Action, Match};
 use crate::snapshot::SharedSnapshot;
 use crate::upstream::{apply_timeouts, Group, HashKey};
-use answers::{error_body, finish_response_headers, respond, status_for};
+use answers::{finish_response_headers, respond_error, status_for};
 use async_trait::async_trait;
-use bytes::Bytes;
 use ctx::MAX_TRIES;
 pub use ctx::{Ctx, InFlight};
 use http::{header, HeaderValue};
@@ -167,14 +166,7 @@ impl ProxyHttp for Proxy {
         let path = match crate::path::normalize(req.uri.path()) {
             Ok(p) => p,
             Err(_) => {
-                respond(
-                    session,
-                    ctx,
-                    400,
-                    Bytes::from_static(error_body(400).as_bytes()),
-                    &[],
-                )
-                .await?;
+                respond_error(session, ctx, 400, &[]).await?;
                 return Ok(true);
             }
         };
@@ -196,25 +188,11 @@ impl ProxyHttp for Proxy {
             Match::MethodNotAllowed(mask) => {
                 let allow = HeaderValue::from_str(&allow_header(mask))
                     .unwrap_or(HeaderValue::from_static("GET"));
-                respond(
-                    session,
-                    ctx,
-                    405,
-                    Bytes::from_static(error_body(405).as_bytes()),
-                    &[(header::ALLOW, allow)],
-                )
-                .await?;
+                respond_error(session, ctx, 405, &[(header::ALLOW, allow)]).await?;
                 return Ok(true);
             }
             Match::NotFound => {
-                respond(
-                    session,
-                    ctx,
-                    404,
-                    Bytes::from_static(error_body(404).as_bytes()),
-                    &[],
-                )
-                .await?;
+                respond_error(session, ctx, 404, &[]).await?;
                 return Ok(true);
             }
         };
@@ -366,15 +344,7 @@ impl ProxyHttp for Proxy {
                 &[]
             };
             session.set_keepalive(None);
-            if let Err(err) = respond(
-                session,
-                ctx,
-                code,
-                Bytes::from_static(error_body(code).as_bytes()),
-                extra,
-            )
-            .await
-            {
+            if let Err(err) = respond_error(session, ctx, code, extra).await {
                 log::debug!("could not send the {code} answer: {err}");
             }
         }
