@@ -14,11 +14,14 @@ use weir::router::{normalize_host, Match};
 use weir::snapshot::Snapshot;
 
 fn snapshot(yaml: &str) -> Snapshot {
-    let cfg = match weir::config::load_str(yaml, "bench.yaml", &|_| None) {
+    let parsed = match weir::config::parse_str(yaml, "bench.yaml", &|_| None) {
         Ok(c) => c,
         Err(e) => panic!("bench config does not load: {e:?}"),
     };
-    Snapshot::build(&cfg, None).expect("snapshot builds")
+    match weir::compile::compile(&parsed.config, None) {
+        Ok(s) => s,
+        Err(e) => panic!("bench config does not compile: {e:?}"),
+    }
 }
 
 const EXACT_HOSTS: [&str; 8] = [
@@ -108,7 +111,7 @@ fn routing_yaml() -> String {
 
 fn bench_routing(c: &mut Criterion) {
     let snap = snapshot(&routing_yaml());
-    assert_eq!(snap.router.routes().len(), 50, "the table has 50 routes");
+    assert_eq!(snap.routes.len(), 50, "the table has 50 routes");
     let headers = HeaderMap::new();
     let get = Method::GET;
     let find = |raw_host: &[u8], raw_path: &str| {
@@ -116,12 +119,12 @@ fn bench_routing(c: &mut Criterion) {
         let host = normalize_host(raw_host, &mut buf);
         let path = weir::path::normalize(raw_path).expect("normal path");
         match snap.router.find(0, host, &path, &get, &headers) {
-            Match::Found(r) => Some(r.index),
+            Match::Found(i) => Some(i),
             _ => None,
         }
     };
     // Sanity: each case matches what its name says.
-    let idx = |name: &str| snap.router.routes().iter().position(|r| &*r.name == name);
+    let idx = |name: &str| snap.routes.iter().position(|r| &*r.name == name);
     assert_eq!(find(b"shop.example.com", "/users/42"), idx("h2-users"));
     assert_eq!(find(b"blog.example.com:8080", "/login"), idx("w0-login"));
     assert_eq!(find(b"unknown.test", "/search/q"), idx("any7"));
@@ -289,6 +292,64 @@ fn bench_headers(c: &mut Criterion) {
     g.finish();
 }
 
+/// Polls a future that completes without waiting (local policies do).
+fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("a local policy waited"),
+    }
+}
+
+/// The policy chain of a route: none, and rate limit + API key + header set
+/// (the request phase and the upstream-request phase, as the proxy runs them).
+fn bench_policies(c: &mut Criterion) {
+    let snap = snapshot(
+        "listeners:\n  - { name: web, address: 127.0.0.1:8080 }\nroutes:\n\
+         - { name: bare, match: { path_prefix: /bare }, upstream: u }\n\
+         - name: guarded\n    match: { path_prefix: /api }\n    upstream: u\n\
+         \x20   rate_limit: { requests_per_second: 1000000000, key: \"header:x-api-key\" }\n\
+         \x20   auth: { api_keys: [k-0123456789abcdef, k-fedcba9876543210] }\n\
+         \x20   request_headers: { set: { x-env: prod } }\n\
+         upstreams:\n  u: { backends: [127.0.0.1:9000] }\n",
+    );
+    let mut req = browser_request();
+    req.append_header("x-api-key", "k-fedcba9876543210").unwrap();
+    let client: Option<IpAddr> = Some("198.51.100.23".parse().unwrap());
+    let mut g = c.benchmark_group("policy_chain");
+    for route in &snap.routes {
+        let label = route.name.to_string();
+        let view = weir::policy::RequestView {
+            req: &req,
+            path: "/api/v1/users/42",
+            client,
+        };
+        let mut st = weir::policy::State::default();
+        assert_eq!(
+            ready(route.policies.request(&view, &mut st)),
+            weir::policy::Decision::Continue
+        );
+        g.bench_function(format!("{label}_request"), |b| {
+            b.iter(|| {
+                let mut st = weir::policy::State::default();
+                ready(route.policies.request(black_box(&view), &mut st))
+            })
+        });
+        g.bench_function(format!("{label}_upstream_request"), |b| {
+            b.iter_batched(
+                || req.clone(),
+                |mut r| {
+                    route.policies.upstream_request(&mut r);
+                    r
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .measurement_time(Duration::from_secs(2))
@@ -299,6 +360,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_routing, bench_selection, bench_headers
+    targets = bench_routing, bench_selection, bench_headers, bench_policies
 }
 criterion_main!(benches);

@@ -6,7 +6,7 @@
 //! (DNS rebinding).
 
 use crate::config::model::FileConfig;
-use crate::config::validate::AdminListen;
+use crate::values::AdminListen;
 use crate::live::{ApiError, Live};
 use crate::overlay::BackendState;
 use async_trait::async_trait;
@@ -137,9 +137,12 @@ impl AdminApi {
                             "name": &*b.label,
                             "weight": b.weight,
                             "state": state,
-                            "healthy": b.enabled && !b.draining && g.is_healthy(b.addr),
-                            "circuit": "closed",
-                            "in_flight": b.in_flight.load(Relaxed),
+                            "healthy": b.enabled
+                                && !b.draining
+                                && !b.shared.probation.load(Relaxed)
+                                && g.is_healthy(b.addr),
+                            "circuit": g.circuit(b).as_str(),
+                            "in_flight": b.shared.in_flight.load(Relaxed),
                             "requests": b.requests.load(Relaxed),
                             "failures": b.failures.load(Relaxed),
                             "source": b.source.as_str(),
@@ -229,7 +232,7 @@ impl AdminApi {
             ("GET", ["status"]) => respond(200, self.status()),
             ("GET", ["config"]) => respond(200, redacted_config(&self.live.snapshot.load().config)),
             ("GET", ["metrics"]) => {
-                let text = crate::metrics::render(&self.live.snapshot.load());
+                let text = crate::metrics::render(self.live.snapshot.load().samples());
                 Response::builder()
                     .status(200)
                     .header("content-type", "text/plain; version=0.0.4")

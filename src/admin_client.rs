@@ -3,7 +3,7 @@
 //! from `--admin` / `--token` / `WEIR_ADMIN_TOKEN`.
 
 use crate::config;
-use crate::config::validate::{parse_admin_listen, AdminListen};
+use crate::values::{parse_admin_listen, AdminListen};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -34,7 +34,7 @@ impl Target {
                 token: token.map(str::to_string).or(env_token),
             });
         }
-        let loaded = config::load_file(config).map_err(|e| e.to_string())?;
+        let loaded = config::parse_file(config).map_err(|e| e.to_string())?;
         let section = loaded.config.admin.ok_or_else(|| {
             format!(
                 "{} has no admin section; pass --admin ADDR",

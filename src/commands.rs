@@ -1,14 +1,15 @@
 //! `weir check` and `weir explain`: offline tools over a config file.
 
 use crate::cli::ExplainArgs;
-use crate::config::{self, validate};
-use crate::router::{allow_header, normalize_host, Action, Match};
-use crate::snapshot::Snapshot;
+use crate::compile;
+use crate::config;
+use crate::router::{allow_header, normalize_host, Match};
+use crate::snapshot::Action;
 use std::path::Path;
 
 /// Validates `path`; prints errors (exit 1) or warnings and "ok" (exit 0).
 pub fn check(path: &Path) -> i32 {
-    let loaded = match config::load_file(path) {
+    let loaded = match compile::load_file(path, None) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("{e}");
@@ -16,13 +17,9 @@ pub fn check(path: &Path) -> i32 {
             return 1;
         }
     };
-    if let Err(e) = Snapshot::build(&loaded.config, None) {
-        eprintln!("{}: {e}", path.display());
-        return 1;
-    }
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let spans = config::spans::SpanIndex::build(&text);
-    let mut warnings = validate::warnings(&loaded.config);
+    let mut warnings = config::shadow::warnings(&loaded.config);
     let dir = loaded.file.parent().unwrap_or(Path::new("/"));
     if let Some(state) = crate::live::state_file_path(&loaded.config, dir) {
         match crate::overlay::Overlay::read(&state) {
@@ -66,15 +63,8 @@ pub fn check(path: &Path) -> i32 {
 
 /// Prints which route a described request matches.
 pub fn explain(path: &Path, args: &ExplainArgs) -> i32 {
-    let loaded = match config::load_file(path) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("{e}");
-            return 1;
-        }
-    };
-    let snap = match Snapshot::build(&loaded.config, None) {
-        Ok(s) => s,
+    let snap = match compile::load_file(path, None) {
+        Ok(l) => l.snapshot,
         Err(e) => {
             eprintln!("{e}");
             return 1;
@@ -127,12 +117,18 @@ pub fn explain(path: &Path, args: &ExplainArgs) -> i32 {
     let mut buf = [0u8; 256];
     let host = normalize_host(args.host.as_bytes(), &mut buf);
     match snap.router.find(listener, host, &norm, &method, &headers) {
-        Match::Found(r) => {
+        Match::Found(i) => {
+            let Some(r) = snap.routes.get(i) else {
+                return 1;
+            };
             println!("route:    {}", r.name);
             match &r.action {
                 Action::Upstream(g) => {
                     let group = &snap.groups[*g];
-                    let up = r.rewrite.apply(&norm);
+                    let up = match r.policies.rewrite() {
+                        Some(rw) => rw.apply(&norm),
+                        None => std::borrow::Cow::Borrowed(&*norm),
+                    };
                     println!(
                         "upstream: {} ({})",
                         group.name,
@@ -152,6 +148,9 @@ pub fn explain(path: &Path, args: &ExplainArgs) -> i32 {
                 }
                 Action::Respond { status, body, .. } => {
                     println!("respond:  {status} ({} bytes)", body.len());
+                }
+                Action::Redirect(rd) => {
+                    println!("redirect: {}", rd.status);
                 }
             }
         }

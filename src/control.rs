@@ -3,10 +3,9 @@
 //! process takes the listening sockets over, then the old one drains).
 //! Each validates what it can before it signals anything.
 
-use crate::config::{self, Loaded};
+use crate::compile::{self, Loaded};
 use crate::live::status_path;
 use crate::server::server_conf;
-use crate::snapshot::Snapshot;
 use pingora_core::server::configuration::ServerConf;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -14,8 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn load(path: &Path) -> Result<(Loaded, ServerConf), String> {
-    let loaded = config::load_file(path).map_err(|e| e.to_string())?;
-    Snapshot::build(&loaded.config, None)?;
+    let loaded = compile::load_file(path, None).map_err(|e| e.to_string())?;
     let dir = loaded.file.parent().unwrap_or(Path::new("/")).to_path_buf();
     let conf = server_conf(&loaded.config.server, &dir);
     Ok((loaded, conf))

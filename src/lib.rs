@@ -1,14 +1,18 @@
 //! weir: a load balancer and reverse proxy built on Cloudflare's Pingora.
 //!
-//! The pipeline is `config` (file model, strict validation) → `snapshot`
-//! (compiled router and upstream groups, swapped whole) → `proxy` (the
-//! Pingora `ProxyHttp` phases) → `upstream` (selection, health).
+//! The pipeline is `config` (file model, parsed with positions) → `compile`
+//! (one pass that validates and builds) → `snapshot` (router, routes with
+//! their policy chains, upstream groups; swapped whole) → `proxy` (the
+//! Pingora `ProxyHttp` phases). `values` is the shared vocabulary at the
+//! bottom of the import graph.
 
 pub mod access_log;
 pub mod admin;
 pub mod admin_client;
+pub mod background;
 pub mod cli;
 pub mod commands;
+pub mod compile;
 pub mod config;
 pub mod control;
 pub mod dns;
@@ -25,3 +29,4 @@ pub mod router;
 pub mod server;
 pub mod snapshot;
 pub mod upstream;
+pub mod values;

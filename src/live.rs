@@ -4,9 +4,9 @@
 //! new snapshot swapped in; upstream groups whose definition did not change
 //! are reused, so their health and counters survive.
 
+use crate::compile::{self, compile};
 use crate::config::model::{BackendEntry, FileConfig};
-use crate::config::validate::validate;
-use crate::config::{self, Issue};
+use crate::config::Issue;
 use crate::overlay::{BackendState, Op, Overlay};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use arc_swap::ArcSwap;
@@ -131,14 +131,17 @@ impl Live {
             warn!("state file: upstream {gone} is no longer in the config; dropping its admin changes");
         }
         let effective = overlay.apply(&file_config, &BTreeMap::new());
-        let snapshot = match Snapshot::build(&effective, None) {
+        let snapshot = match compile(&effective, None) {
             Ok(s) => s,
             Err(e) if !overlay.is_empty() => {
-                warn!("admin changes from the state file cannot be applied ({e}); ignoring them");
+                warn!(
+                    "admin changes from the state file cannot be applied ({}); ignoring them",
+                    describe(&e)
+                );
                 overlay = Overlay::default();
-                Snapshot::build(&file_config, None)?
+                compile(&file_config, None).map_err(|e| describe(&e))?
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(describe(&e)),
         };
         crate::metrics::config_loaded(true);
         Ok(Arc::new(Live {
@@ -165,10 +168,14 @@ impl Live {
     fn rebuild(&self, inputs: &Inputs) -> Result<(), String> {
         let effective = inputs.overlay.apply(&inputs.file_config, &inputs.dns);
         let current = self.snapshot.load_full();
-        let next = Snapshot::build(&effective, Some(&current))?;
-        crate::metrics::forget_removed(&current, &next);
-        self.snapshot.store(Arc::new(next));
+        let next = compile(&effective, Some(&current)).map_err(|e| describe(&e))?;
+        self.swap(&current, next);
         Ok(())
+    }
+
+    fn swap(&self, current: &Snapshot, next: Snapshot) {
+        crate::metrics::forget_removed(current.removed_in(&next).into_iter());
+        self.snapshot.store(Arc::new(next));
     }
 
     /// The file config as last loaded (without admin changes).
@@ -178,7 +185,10 @@ impl Live {
 
     /// Re-reads the file; returns what changed, or why nothing did.
     pub fn reload(&self) -> Result<String, String> {
-        let loaded = config::load_file(&self.file).map_err(|e| e.to_string())?;
+        // Compiled with the running snapshot as `previous`, so the groups and
+        // limiters it keeps are the live ones.
+        let current = self.snapshot.load_full();
+        let loaded = compile::load_file(&self.file, Some(&current)).map_err(|e| e.to_string())?;
         let mut inputs = self.lock();
         if let Some(why) = needs_upgrade(&inputs.file_config, &loaded.config) {
             return Err(format!("{}: {why}", self.file.display()));
@@ -258,14 +268,6 @@ impl Live {
             overlay,
             dns: inputs.dns.clone(),
         };
-        let mut issues: Vec<Issue> = Vec::new();
-        validate(
-            &next.overlay.apply(&next.file_config, &next.dns),
-            &mut issues,
-        );
-        if let Some(i) = issues.first() {
-            return Err(ApiError(400, format!("{}: {}", i.path, i.message)));
-        }
         self.rebuild(&next).map_err(|e| ApiError(400, e))?;
         *inputs = next;
         self.persist(&inputs.overlay);
@@ -381,6 +383,15 @@ impl Live {
             }
         }
     }
+}
+
+/// One line per problem: `key.path: message`.
+fn describe(issues: &[Issue]) -> String {
+    issues
+        .iter()
+        .map(|i| format!("{}: {}", i.path, i.message))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn normalize_addr(address: &str) -> String {

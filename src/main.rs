@@ -3,7 +3,7 @@
 use clap::Parser;
 use weir::admin_client::{self, Target};
 use weir::cli::{Cli, Command};
-use weir::{commands, config, control, logging, server};
+use weir::{commands, control, logging, server};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -58,7 +58,7 @@ fn client(result: Result<String, String>) -> i32 {
 }
 
 fn run(cli: &Cli) -> i32 {
-    let loaded = match config::load_file(&cli.config) {
+    let loaded = match weir::compile::load_file(&cli.config, None) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("{e}");

@@ -4,8 +4,7 @@
 //! lock. Gauges that mirror live state (in flight, up) are filled in at
 //! scrape time from the current snapshot.
 
-use crate::config::validate::METHODS;
-use crate::snapshot::Snapshot;
+use crate::values::METHODS;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -34,6 +33,9 @@ pub struct Metrics {
     backend_up: IntGaugeVec,
     health_failed: IntCounterVec,
     retries: IntCounterVec,
+    rate_limited: IntCounterVec,
+    shared_errors: IntCounterVec,
+    circuit_open: IntGaugeVec,
     reloads: IntCounterVec,
     last_reload: Gauge,
 }
@@ -89,6 +91,21 @@ fn build() -> Result<Metrics, prometheus::Error> {
         Opts::new("weir_config_reloads_total", "Config reloads"),
         &["result"],
     )?;
+    let rate_limited = IntCounterVec::new(
+        Opts::new("weir_rate_limited_total", "Requests answered 429 by a rate limit"),
+        &["route"],
+    )?;
+    let shared_errors = IntCounterVec::new(
+        Opts::new(
+            "weir_shared_limit_errors_total",
+            "Shared rate-limit checks that Redis did not answer in time",
+        ),
+        &["route"],
+    )?;
+    let circuit_open = IntGaugeVec::new(
+        Opts::new("weir_circuit_open", "1 when a backend's circuit breaker is open"),
+        &["upstream", "backend"],
+    )?;
     let last_reload = Gauge::new(
         "weir_config_last_reload_success_timestamp_seconds",
         "Unix time of the last successful config load",
@@ -100,13 +117,20 @@ fn build() -> Result<Metrics, prometheus::Error> {
     build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
-    for c in [&requests, &health_failed, &retries, &reloads] {
+    for c in [
+        &requests,
+        &health_failed,
+        &retries,
+        &reloads,
+        &rate_limited,
+        &shared_errors,
+    ] {
         registry.register(Box::new(c.clone()))?;
     }
     for h in [&duration, &ttfb] {
         registry.register(Box::new(h.clone()))?;
     }
-    for g in [&in_flight, &backend_up, &build_info] {
+    for g in [&in_flight, &backend_up, &circuit_open, &build_info] {
         registry.register(Box::new(g.clone()))?;
     }
     registry.register(Box::new(last_reload.clone()))?;
@@ -125,6 +149,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
         backend_up,
         health_failed,
         retries,
+        rate_limited,
+        shared_errors,
+        circuit_open,
         reloads,
         last_reload,
     })
@@ -250,41 +277,56 @@ pub fn config_loaded(ok: bool) {
     }
 }
 
-/// Drops the series of backends that are in `old` but not in `new`.
-pub fn forget_removed(old: &Snapshot, new: &Snapshot) {
+/// The 429 counter of a rate-limited route.
+pub fn rate_limited(route: &str) -> Option<IntCounter> {
+    get().map(|m| m.rate_limited.with_label_values(&[route]))
+}
+
+/// The counter of a route's shared-limit checks that Redis did not answer.
+pub fn shared_limit_errors(route: &str) -> Option<IntCounter> {
+    get().map(|m| m.shared_errors.with_label_values(&[route]))
+}
+
+/// Drops the series of backends that are gone (upstream, backend label).
+pub fn forget_removed<'a>(gone: impl Iterator<Item = (&'a str, &'a str)>) {
     let Some(m) = get() else { return };
-    for g in &old.groups {
-        let kept = new.groups.iter().find(|n| n.name == g.name);
-        for b in g.backends.values() {
-            let still = kept.is_some_and(|n| n.backends.values().any(|x| x.label == b.label));
-            if !still {
-                let labels = [&*g.name, &*b.label];
-                let _ = m.ttfb.remove_label_values(&labels);
-                let _ = m.health_failed.remove_label_values(&labels);
-            }
-        }
+    for (upstream, backend) in gone {
+        let labels = [upstream, backend];
+        let _ = m.ttfb.remove_label_values(&labels);
+        let _ = m.health_failed.remove_label_values(&labels);
     }
 }
 
-/// Renders the Prometheus text format for the current snapshot.
-pub fn render(snap: &Snapshot) -> String {
+/// One backend's live state at scrape time.
+pub struct BackendSample<'a> {
+    /// Upstream name.
+    pub upstream: &'a str,
+    /// Backend label.
+    pub backend: &'a str,
+    /// Requests in flight.
+    pub in_flight: usize,
+    /// Takes traffic.
+    pub up: bool,
+    /// Circuit open (or half-open).
+    pub circuit_open: bool,
+}
+
+/// Renders the Prometheus text format, with the live gauges set from
+/// `backends`.
+pub fn render<'a>(backends: impl Iterator<Item = BackendSample<'a>>) -> String {
     let Some(m) = get() else {
         return String::new();
     };
     m.in_flight.reset();
     m.backend_up.reset();
-    for g in &snap.groups {
-        for addr in &g.order {
-            if let Some(b) = g.backends.get(addr) {
-                let labels = [&*g.name, &*b.label];
-                m.in_flight
-                    .with_label_values(&labels)
-                    .set(b.in_flight.load(std::sync::atomic::Ordering::Relaxed) as i64);
-                m.backend_up
-                    .with_label_values(&labels)
-                    .set(i64::from(g.is_up(*addr)));
-            }
-        }
+    m.circuit_open.reset();
+    for b in backends {
+        let labels = [b.upstream, b.backend];
+        m.in_flight.with_label_values(&labels).set(b.in_flight as i64);
+        m.backend_up.with_label_values(&labels).set(i64::from(b.up));
+        m.circuit_open
+            .with_label_values(&labels)
+            .set(i64::from(b.circuit_open));
     }
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&m.registry.gather(), &mut out);

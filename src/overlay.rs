@@ -197,7 +197,7 @@ mod tests {
     use super::*;
 
     fn cfg() -> FileConfig {
-        crate::config::load_str(
+        crate::compile::load_str(
             "listeners: [{name: w, address: \"127.0.0.1:1\"}]\nroutes: [{upstream: u}]\nupstreams:\n  u: {backends: [\"127.0.0.1:2\", \"127.0.0.1:3\"]}\n",
             "t",
             &|_| None,

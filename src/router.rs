@@ -1,16 +1,14 @@
-//! The compiled route table. Matching is first-match in file order and does
-//! not allocate: the host picks a precomputed candidate list (exact hosts are
-//! a hash lookup; any other host walks the wildcard and host-less rules),
-//! then each candidate checks listener, path prefix, method and headers.
+//! The route matchers. Matching is first-match in file order and does not
+//! allocate: the host picks a precomputed candidate list (exact hosts are a
+//! hash lookup; any other host walks the wildcard and host-less rules), then
+//! each candidate checks listener, path prefix, method and headers. The
+//! router knows nothing of what a route does: it answers with the index of
+//! the route that matched.
 
-use crate::config::validate::METHODS;
-use crate::policy::headers::HeaderOps;
-use crate::policy::rewrite::PathRewrite;
-use bytes::Bytes;
+use crate::path::prefix_matches;
+pub use crate::values::{allow_header, method_bit};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 /// Host condition of a route.
 #[derive(Debug, Clone)]
@@ -24,7 +22,8 @@ pub enum HostMatch {
 }
 
 impl HostMatch {
-    fn matches(&self, host: &str) -> bool {
+    /// Whether a normalized host satisfies the condition.
+    pub fn matches(&self, host: &str) -> bool {
         match self {
             HostMatch::Any => true,
             HostMatch::Exact(h) => **h == *host,
@@ -33,86 +32,26 @@ impl HostMatch {
     }
 }
 
-/// What a matched route does.
-#[derive(Debug, Clone)]
-pub enum Action {
-    /// Proxy to the upstream group at this index of the snapshot.
-    Upstream(usize),
-    /// Answer directly.
-    Respond {
-        /// Status code.
-        status: u16,
-        /// Body bytes.
-        body: Bytes,
-        /// Content-Type value.
-        content_type: HeaderValue,
-    },
-}
-
-/// Per-route timeouts, already merged with the upstream's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// Connect timeout.
-    pub connect: Duration,
-    /// Read timeout (gap between bytes).
-    pub read: Duration,
-    /// Write timeout.
-    pub write: Duration,
-    /// Idle timeout of pooled connections.
-    pub idle: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            connect: Duration::from_secs(5),
-            read: Duration::from_secs(60),
-            write: Duration::from_secs(60),
-            idle: Duration::from_secs(60),
-        }
-    }
-}
-
-/// One compiled route.
+/// What a request must look like for one route.
 #[derive(Debug)]
-pub struct Route {
-    /// Position in file order (set by [`Router::new`]).
-    pub index: usize,
-    /// Name for logs and metrics.
-    pub name: Arc<str>,
+pub struct Matcher {
     /// Bit i set: applies to listener i.
     pub listeners: u64,
     /// Host condition.
     pub host: HostMatch,
     /// Path prefix, if any.
     pub prefix: Option<Box<str>>,
-    /// Allowed methods as a bit mask over [`METHODS`]; `None` = any.
+    /// Allowed methods as a bit mask over `values::METHODS`; `None` = any.
     pub methods: Option<u16>,
     /// Required headers.
     pub headers: Box<[(HeaderName, HeaderValue)]>,
-    /// What to do.
-    pub action: Action,
-    /// Path sent upstream.
-    pub rewrite: PathRewrite,
-    /// Timeouts towards the backend.
-    pub timeouts: Timeouts,
-    /// Extra tries on other backends.
-    pub retries: u32,
-    /// Retry idempotent requests after a read timeout.
-    pub retry_on_timeout: bool,
-    /// Changes to the upstream request.
-    pub request_headers: HeaderOps,
-    /// Changes to the response.
-    pub response_headers: HeaderOps,
-    /// Metric handles.
-    pub metrics: crate::metrics::RouteMetrics,
 }
 
 /// Result of matching a request.
 #[derive(Debug)]
-pub enum Match<'a> {
-    /// This route serves it.
-    Found(&'a Route),
+pub enum Match {
+    /// The route at this index (file order) serves it.
+    Found(usize),
     /// Routes would match but for the method; the mask lists theirs.
     MethodNotAllowed(u16),
     /// Nothing matches.
@@ -122,37 +61,9 @@ pub enum Match<'a> {
 /// The route table.
 #[derive(Debug, Default)]
 pub struct Router {
-    routes: Vec<Route>,
+    routes: Vec<Matcher>,
     by_host: HashMap<Box<str>, Box<[u32]>>,
     fallback: Box<[u32]>,
-}
-
-/// Bit for a method in a method mask (unknown methods get no bit).
-pub fn method_bit(m: &Method) -> u16 {
-    METHODS
-        .iter()
-        .position(|x| *x == m.as_str())
-        .map(|i| 1 << i)
-        .unwrap_or(0)
-}
-
-/// Formats a method mask for an `Allow` header.
-pub fn allow_header(mask: u16) -> String {
-    METHODS
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| mask & (1 << i) != 0)
-        .map(|(_, m)| *m)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Segment-aware prefix test: `/v1` matches `/v1` and `/v1/x`, not `/v10`.
-pub fn prefix_matches(prefix: &str, path: &str) -> bool {
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'),
-        None => false,
-    }
 }
 
 /// Lower-cases a Host value and drops its port and trailing dot into `buf`.
@@ -180,11 +91,8 @@ pub fn normalize_host<'b>(raw: &[u8], buf: &'b mut [u8; 256]) -> &'b str {
 }
 
 impl Router {
-    /// Builds the table from routes in file order.
-    pub fn new(mut routes: Vec<Route>) -> Router {
-        for (i, r) in routes.iter_mut().enumerate() {
-            r.index = i;
-        }
+    /// Builds the table from matchers in file order.
+    pub fn new(routes: Vec<Matcher>) -> Router {
         let mut by_host: HashMap<Box<str>, Vec<u32>> = HashMap::new();
         for r in &routes {
             if let HostMatch::Exact(h) = &r.host {
@@ -214,11 +122,6 @@ impl Router {
         }
     }
 
-    /// All routes in file order.
-    pub fn routes(&self) -> &[Route] {
-        &self.routes
-    }
-
     /// Finds the route for a request. `host` must be normalized
     /// ([`normalize_host`]) and `path` normalized ([`crate::path::normalize`]).
     pub fn find(
@@ -228,7 +131,7 @@ impl Router {
         path: &str,
         method: &Method,
         headers: &HeaderMap,
-    ) -> Match<'_> {
+    ) -> Match {
         let bit = method_bit(method);
         let mut allowed = 0u16;
         let (candidates, check_host) = match self.by_host.get(host) {
@@ -236,7 +139,9 @@ impl Router {
             None => (&*self.fallback, true),
         };
         for &i in candidates {
-            let r = &self.routes[i as usize];
+            let Some(r) = self.routes.get(i as usize) else {
+                continue;
+            };
             if r.listeners & (1 << listener) == 0
                 || (check_host && !r.host.matches(host))
                 || !r.prefix.as_deref().is_none_or(|p| prefix_matches(p, path))
@@ -246,7 +151,7 @@ impl Router {
             }
             match r.methods {
                 Some(mask) if mask & bit == 0 => allowed |= mask,
-                _ => return Match::Found(r),
+                _ => return Match::Found(i as usize),
             }
         }
         if allowed != 0 {
@@ -261,29 +166,21 @@ impl Router {
 mod tests {
     use super::*;
 
-    fn route(name: &str, host: HostMatch, prefix: Option<&str>, methods: Option<u16>) -> Route {
-        Route {
-            index: 0,
-            name: name.into(),
+    const NAMES: [&str; 3] = ["wild", "api", "any"];
+
+    fn route(_name: &str, host: HostMatch, prefix: Option<&str>, methods: Option<u16>) -> Matcher {
+        Matcher {
             listeners: 1,
             host,
             prefix: prefix.map(Into::into),
             methods,
             headers: Box::new([]),
-            action: Action::Upstream(0),
-            rewrite: PathRewrite::None,
-            timeouts: Timeouts::default(),
-            retries: 1,
-            retry_on_timeout: false,
-            request_headers: HeaderOps::default(),
-            response_headers: HeaderOps::default(),
-            metrics: crate::metrics::RouteMetrics::new(name, "-"),
         }
     }
 
-    fn name(m: Match<'_>) -> String {
+    fn name(m: Match) -> String {
         match m {
-            Match::Found(r) => r.name.to_string(),
+            Match::Found(i) => NAMES[i].to_string(),
             Match::MethodNotAllowed(mask) => format!("405 {}", allow_header(mask)),
             Match::NotFound => "404".into(),
         }

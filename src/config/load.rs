@@ -1,12 +1,12 @@
-//! Reading a config file: YAML syntax, `${VAR}` substitution, typed
-//! deserialization section by section, then the semantic rules of
-//! [`super::validate`]. Every problem found is reported at once, each with
-//! `file:line:col` and its key path.
+//! Reading a config file: YAML syntax, `${VAR}` substitution and typed
+//! deserialization section by section. Every problem found is reported at
+//! once, each with `file:line:col` and its key path. The rules beyond types
+//! are checked by the compiler (`crate::compile`), which reports through
+//! [`Parsed::errors`] so its problems get positions too.
 
 use super::env::substitute;
 use super::model::*;
 use super::spans::{join_key, Pos, SpanIndex};
-use super::validate::validate;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 use std::fmt;
@@ -70,19 +70,40 @@ impl Issue {
             at_key: false,
         }
     }
+
+    /// An issue about the key at `path` itself (e.g. a key that is not allowed there).
+    pub fn at_key(path: impl Into<String>, message: impl Into<String>) -> Issue {
+        Issue {
+            path: path.into(),
+            message: message.into(),
+            at_key: true,
+        }
+    }
 }
 
-/// A config that parsed and validated.
-#[derive(Debug, Clone)]
-pub struct Loaded {
+/// A file that parsed into the model, with what is needed to point at
+/// its keys later.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The file as named by the user.
+    pub label: String,
     /// The file it came from (absolute when read from disk).
     pub file: PathBuf,
-    /// The validated model.
+    /// The model.
     pub config: FileConfig,
+    /// Key positions.
+    pub spans: SpanIndex,
 }
 
-/// Reads and validates `path` with the process environment.
-pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
+impl Parsed {
+    /// Attaches positions to problems found after parsing.
+    pub fn errors(&self, issues: Vec<Issue>) -> ConfigErrors {
+        located(&self.label, &self.spans, Vec::new(), issues)
+    }
+}
+
+/// Reads and parses `path` with the process environment.
+pub fn parse_file(path: &Path) -> Result<Parsed, ConfigErrors> {
     let label = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
         file: label.clone(),
@@ -92,9 +113,9 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
             pos: Pos { line: 1, col: 1 },
         }],
     })?;
-    let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let config = load_str(&text, &label, &|name| std::env::var(name).ok())?;
-    Ok(Loaded { file, config })
+    let mut parsed = parse_str(&text, &label, &|name| std::env::var(name).ok())?;
+    parsed.file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    Ok(parsed)
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -107,12 +128,12 @@ const TOP_KEYS: &[&str] = &[
     "upstreams",
 ];
 
-/// Parses and validates config text; `env` looks up `${VAR}`s.
-pub fn load_str(
+/// Parses config text; `env` looks up `${VAR}`s.
+pub fn parse_str(
     text: &str,
     label: &str,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<FileConfig, ConfigErrors> {
+) -> Result<Parsed, ConfigErrors> {
     let spans = SpanIndex::build(text);
     let fail = |errors: Vec<ConfigError>| ConfigErrors {
         file: label.to_string(),
@@ -158,15 +179,23 @@ pub fn load_str(
     } else {
         None
     };
-    if let Some(config) = &config {
-        validate(config, &mut issues);
+    match config {
+        Some(config) if issues.is_empty() && duplicates.is_empty() => Ok(Parsed {
+            label: label.to_string(),
+            file: PathBuf::from(label),
+            config,
+            spans,
+        }),
+        _ => Err(located(label, &spans, duplicates, issues)),
     }
-    if issues.is_empty() && duplicates.is_empty() {
-        if let Some(config) = config {
-            return Ok(config);
-        }
-    }
-    let mut errors: Vec<ConfigError> = duplicates;
+}
+
+fn located(
+    label: &str,
+    spans: &SpanIndex,
+    mut errors: Vec<ConfigError>,
+    issues: Vec<Issue>,
+) -> ConfigErrors {
     errors.extend(issues.into_iter().map(|i| ConfigError {
         pos: if i.at_key {
             spans.locate_key(&i.path)
@@ -178,7 +207,10 @@ pub fn load_str(
     }));
     errors.sort_by_key(|e| (e.pos.line, e.pos.col));
     errors.dedup();
-    Err(fail(errors))
+    ConfigErrors {
+        file: label.to_string(),
+        errors,
+    }
 }
 
 fn strip_location(msg: &str) -> String {

@@ -1,5 +1,6 @@
-//! Configuration: the `weir.yaml` file model, its loading with precise error
-//! positions, and its validation.
+//! Configuration: the `weir.yaml` file model and its parsing with precise
+//! error positions. Imports nothing from the runtime; the rules beyond types
+//! live in the compiler (`crate::compile`).
 
 pub mod env;
 pub mod load;
@@ -8,10 +9,6 @@ mod model_ops;
 pub mod shadow;
 pub mod spans;
 pub mod suggest;
-pub mod validate;
-mod validate_upstream;
 
-pub use load::{load_file, load_str, ConfigError, ConfigErrors, Issue, Loaded};
+pub use load::{parse_file, parse_str, ConfigError, ConfigErrors, Issue, Parsed};
 pub use model::FileConfig;
-#[cfg(test)]
-mod tests;

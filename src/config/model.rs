@@ -1,8 +1,9 @@
 //! The file model: serde types that mirror `weir.yaml` key for key.
 //!
-//! These types only describe what the file says. They are checked by
-//! [`crate::config::validate`] and turned into runtime structures by
-//! [`crate::snapshot`]; nothing on the request path reads them.
+//! These types only describe what the file says. The compiler
+//! (`crate::compile`) checks them and turns them into runtime structures in
+//! one pass; nothing on the request path reads them, and this module imports
+//! nothing from the runtime.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,6 +23,33 @@ impl<'de> Deserialize<'de> for Dur {
                     "invalid duration {text:?} ({e}); write e.g. \"250ms\", \"5s\", \"1m\""
                 ))
             })
+    }
+}
+
+/// A size written as a string (`512KiB`, `10MiB`) or a number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_yaml::Value::deserialize(d)?;
+        let parsed = match &v {
+            serde_yaml::Value::Number(n) => n.as_u64(),
+            serde_yaml::Value::String(s) => crate::values::parse_size(s),
+            _ => None,
+        };
+        parsed.map(Size).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid size {}; write e.g. \"512KiB\", \"10MiB\" or a number of bytes",
+                serde_yaml::to_string(&v).unwrap_or_default().trim()
+            ))
+        })
+    }
+}
+
+impl Serialize for Size {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
     }
 }
 
@@ -128,6 +156,8 @@ pub struct RouteConfig {
     pub upstream: Option<String>,
     /// A fixed answer instead of an upstream.
     pub respond: Option<RespondConfig>,
+    /// A redirect instead of an upstream.
+    pub redirect: Option<RedirectConfig>,
     /// Remove the matched `path_prefix` before forwarding.
     #[serde(default)]
     pub strip_prefix: bool,
@@ -141,8 +171,89 @@ pub struct RouteConfig {
     pub retry_on: Option<Vec<RetryOn>>,
     /// Header changes on the request sent upstream.
     pub request_headers: Option<HeaderOpsConfig>,
-    /// Header changes on the response sent to the client.
+    /// Header changes on the response sent to the client (weir's own answers too).
     pub response_headers: Option<HeaderOpsConfig>,
+    /// Requests per second per key; 429 past it.
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Credentials a request must carry; 401 without them.
+    pub auth: Option<AuthConfig>,
+    /// Only these client networks may use the route; 403 for others.
+    pub allow_ips: Option<Vec<String>>,
+    /// These client networks may not use the route; 403.
+    pub deny_ips: Option<Vec<String>>,
+    /// Largest request body; 413 past it. Default: unlimited.
+    pub max_body_size: Option<Size>,
+}
+
+/// `routes[].redirect`: weir answers with a redirect.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectConfig {
+    /// Target; may use `$scheme $host $path $query $request_uri`.
+    pub to: String,
+    /// 301, 302, 303, 307 or 308. Default: 302.
+    pub status: Option<u16>,
+}
+
+/// `routes[].rate_limit`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests allowed per key in each one-second window.
+    pub requests_per_second: u32,
+    /// `client_ip` (default) or `header:NAME` (missing header: client address).
+    pub key: Option<String>,
+    /// Count in Redis, shared by every weir that names the same server.
+    pub shared: Option<SharedLimitConfig>,
+}
+
+/// `routes[].rate_limit.shared`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SharedLimitConfig {
+    /// `redis://host:port[/db]`.
+    pub redis: String,
+    /// What to do when Redis cannot answer in time. Default: allow.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Longest wait for Redis per request. Default: 50ms.
+    pub timeout: Option<Dur>,
+}
+
+/// What a shared limit does when its store is unreachable.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Let the request through.
+    #[default]
+    Allow,
+    /// Refuse it (503).
+    Deny,
+}
+
+/// `routes[].auth`: API keys and/or HTTP basic users.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Accepted keys, from `header` or `Authorization: Bearer`.
+    pub api_keys: Option<Vec<String>>,
+    /// Header carrying the key. Default: `x-api-key`.
+    pub header: Option<String>,
+    /// HTTP basic users.
+    pub basic: Option<BasicAuthConfig>,
+    /// Remove the credentials before the request goes upstream. Default: false.
+    #[serde(default)]
+    pub hide_credentials: bool,
+}
+
+/// `routes[].auth.basic`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthConfig {
+    /// User name → bcrypt hash (`$2b$…`, as `htpasswd -B` writes).
+    pub users: BTreeMap<String, String>,
+    /// Realm in `WWW-Authenticate`. Default: `weir`.
+    pub realm: Option<String>,
 }
 
 /// `routes[].match`.
@@ -195,6 +306,9 @@ pub enum RetryOn {
     ConnectFailure,
     /// The backend did not answer in time (idempotent requests only).
     Timeout,
+    /// The backend answered 502, 503 or 504 (idempotent requests only).
+    #[serde(rename = "5xx")]
+    Status5xx,
 }
 
 /// `request_headers` / `response_headers`.
@@ -246,6 +360,28 @@ pub struct UpstreamConfig {
     pub host_header: Option<String>,
     /// Backends found in DNS, in addition to `backends`.
     pub discovery: Option<DiscoveryConfig>,
+    /// Passive circuit breaking per backend. Default: none.
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
+    /// Session affinity by cookie. Default: none.
+    pub sticky: Option<StickyConfig>,
+}
+
+/// `upstreams.*.circuit_breaker`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    /// Real-traffic failures in a row that open it. Default: 5.
+    pub consecutive_failures: Option<u32>,
+    /// How long it stays open before one trial request. Default: 10s.
+    pub open_for: Option<Dur>,
+}
+
+/// `upstreams.*.sticky`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StickyConfig {
+    /// Cookie that pins a client to its backend.
+    pub cookie: String,
 }
 
 /// `upstreams.*.discovery`.

@@ -66,7 +66,7 @@ fn covers(cfg: &FileConfig, a: &RouteConfig, b: &RouteConfig) -> bool {
     let path_ok = match (&a.matcher.path_prefix, &b.matcher.path_prefix) {
         (None, _) => true,
         (Some(_), None) => false,
-        (Some(pa), Some(pb)) => crate::router::prefix_matches(pa, pb),
+        (Some(pa), Some(pb)) => crate::path::prefix_matches(pa, pb),
     };
     let methods_ok = match (&a.matcher.methods, &b.matcher.methods) {
         (None, _) => true,

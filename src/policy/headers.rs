@@ -1,9 +1,11 @@
 //! `request_headers` / `response_headers`: set, add and remove, with names
-//! and values parsed once when the snapshot is built.
+//! and values parsed once at compile time.
 
 use crate::config::model::HeaderOpsConfig;
+use crate::config::Issue;
 use http::{HeaderName, HeaderValue};
 use pingora_http::{RequestHeader, ResponseHeader};
+use std::collections::BTreeMap;
 
 /// Compiled header changes, applied in the order remove → set → add.
 #[derive(Debug, Default, Clone)]
@@ -13,32 +15,51 @@ pub struct HeaderOps {
     remove: Vec<HeaderName>,
 }
 
-impl HeaderOps {
-    /// Compiles validated config; invalid entries (already reported by
-    /// validation) are skipped.
-    pub fn compile(cfg: Option<&HeaderOpsConfig>) -> HeaderOps {
-        let Some(cfg) = cfg else {
-            return HeaderOps::default();
-        };
-        let pairs = |m: &std::collections::BTreeMap<String, String>| {
-            m.iter()
-                .filter_map(|(k, v)| {
-                    Some((
-                        HeaderName::from_bytes(k.as_bytes()).ok()?,
-                        HeaderValue::from_str(v).ok()?,
-                    ))
-                })
-                .collect()
-        };
-        HeaderOps {
-            set: pairs(&cfg.set),
-            add: pairs(&cfg.add),
-            remove: cfg
-                .remove
-                .iter()
-                .filter_map(|k| HeaderName::from_bytes(k.as_bytes()).ok())
-                .collect(),
+fn pairs(
+    m: &BTreeMap<String, String>,
+    base: &str,
+    issues: &mut Vec<Issue>,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    for (k, v) in m {
+        match (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            (Ok(n), Ok(v)) => out.push((n, v)),
+            _ => issues.push(Issue::new(
+                format!("{base}.{k}"),
+                "invalid header name or value",
+            )),
         }
+    }
+    out
+}
+
+impl HeaderOps {
+    /// Compiles the header changes at `base`; `None` when there are none.
+    pub fn compile(
+        cfg: Option<&HeaderOpsConfig>,
+        base: &str,
+        issues: &mut Vec<Issue>,
+    ) -> Option<HeaderOps> {
+        let cfg = cfg?;
+        let mut remove = Vec::new();
+        for (j, k) in cfg.remove.iter().enumerate() {
+            match HeaderName::from_bytes(k.as_bytes()) {
+                Ok(n) => remove.push(n),
+                Err(_) => issues.push(Issue::new(
+                    format!("{base}.remove[{j}]"),
+                    "invalid header name",
+                )),
+            }
+        }
+        let ops = HeaderOps {
+            set: pairs(&cfg.set, &format!("{base}.set"), issues),
+            add: pairs(&cfg.add, &format!("{base}.add"), issues),
+            remove,
+        };
+        (!ops.is_empty()).then_some(ops)
     }
 
     /// True when there is nothing to do.

@@ -1,15 +1,16 @@
-//! How the path sent upstream is derived from the (normalized) request path:
-//! unchanged, with the matched prefix stripped, or rewritten by a regex.
+//! `strip_prefix` / `rewrite`: how the path sent upstream is derived from
+//! the (normalized) request path: with the matched prefix stripped, or
+//! rewritten by a regex. The query is kept as sent.
 
+use crate::config::model::RouteConfig;
+use crate::config::Issue;
+use pingora_http::RequestHeader;
 use regex::Regex;
 use std::borrow::Cow;
 
 /// A route's path rewrite.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub enum PathRewrite {
-    /// Forward the normalized path as is.
-    #[default]
-    None,
     /// Remove this prefix (`/v1` → `/`, `/v1/x` → `/x`).
     StripPrefix(Box<str>),
     /// Replace the first match of the regex with the template (`$1`, `${name}`).
@@ -17,10 +18,63 @@ pub enum PathRewrite {
 }
 
 impl PathRewrite {
+    /// Compiles the route's `strip_prefix` / `rewrite`; `None` when the
+    /// path is forwarded as normalized.
+    pub fn compile(r: &RouteConfig, base: &str, issues: &mut Vec<Issue>) -> Option<PathRewrite> {
+        if r.strip_prefix {
+            if r.matcher.path_prefix.is_none() {
+                issues.push(Issue::new(
+                    format!("{base}.strip_prefix"),
+                    "needs match.path_prefix",
+                ));
+            }
+            if r.rewrite.is_some() {
+                issues.push(Issue::new(
+                    format!("{base}.strip_prefix"),
+                    "cannot be combined with rewrite",
+                ));
+            }
+            return r
+                .matcher
+                .path_prefix
+                .as_deref()
+                .map(|p| PathRewrite::StripPrefix(p.into()));
+        }
+        let rw = r.rewrite.as_ref()?;
+        if !rw.to.starts_with('/') {
+            issues.push(Issue::new(
+                format!("{base}.rewrite.to"),
+                "must start with \"/\"",
+            ));
+        }
+        match Regex::new(&rw.from) {
+            Ok(re) => Some(PathRewrite::Regex(re, rw.to.clone().into())),
+            Err(e) => {
+                issues.push(Issue::new(
+                    format!("{base}.rewrite.from"),
+                    format!("invalid regex: {e}"),
+                ));
+                None
+            }
+        }
+    }
+
+    /// The URI to send upstream, when it differs from the request's.
+    pub fn upstream_uri(&self, req: &RequestHeader, path: &str) -> Option<http::Uri> {
+        let new_path = self.apply(path);
+        if new_path == req.uri.path() {
+            return None;
+        }
+        let pq = match req.uri.query() {
+            Some(q) => format!("{new_path}?{q}"),
+            None => new_path.into_owned(),
+        };
+        pq.parse().ok()
+    }
+
     /// The upstream path for `path`; borrowed when unchanged.
     pub fn apply<'a>(&self, path: &'a str) -> Cow<'a, str> {
         match self {
-            PathRewrite::None => Cow::Borrowed(path),
             PathRewrite::StripPrefix(prefix) => {
                 let rest = path.strip_prefix(&**prefix).unwrap_or(path);
                 if rest.is_empty() {

@@ -1,28 +1,34 @@
 //! The Pingora `ProxyHttp` implementation. Each phase is short and delegates:
-//! `request_filter` matches the route (404/405/400 and `respond` routes end
-//! here), `upstream_peer` selects a backend, `upstream_request_filter`
-//! rewrites what goes upstream, `fail_to_connect` / `error_while_proxy`
-//! decide retries, and `fail_to_proxy` writes weir's own error answers.
+//! `request_filter` matches the route (404/405/400 end here), runs the
+//! route's policy chain (403/429/401/413) and its action (`respond` and
+//! `redirect` end here), `upstream_peer` selects a backend, the upstream
+//! filters apply the chain's request changes and judge the answer (circuit
+//! breaker, retry on 5xx), `fail_to_connect` / `error_while_proxy` decide
+//! retries, and `fail_to_proxy` writes weir's own error answers.
 
 mod answers;
 mod ctx;
 mod record;
+mod select;
 
 use crate::access_log::AccessLog;
 use crate::forward;
-use crate::router::{allow_header, normalize_host, Action, Match};
-use crate::snapshot::SharedSnapshot;
-use crate::upstream::{apply_timeouts, Group, HashKey};
-use answers::{finish_response_headers, respond_error, status_for};
+use crate::policy::redirect::Facts;
+use crate::policy::{Answer, Decision, RequestView};
+use crate::router::{allow_header, normalize_host, Match};
+use crate::snapshot::{Action, SharedSnapshot};
+use crate::upstream::apply_timeouts;
+use answers::{finish_response_headers, respond, respond_answer, status_for};
 use async_trait::async_trait;
+use bytes::Bytes;
 use ctx::MAX_TRIES;
 pub use ctx::{Ctx, InFlight};
 use http::{header, HeaderValue};
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, ErrorType, Result};
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
@@ -64,91 +70,23 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
         .map(|a| a.ip())
 }
 
-fn cookie_value<'a>(cookies: &'a [u8], name: &str) -> Option<&'a [u8]> {
-    cookies.split(|&c| c == b';').find_map(|pair| {
-        let pair = pair.trim_ascii();
-        let (k, v) = pair.split_at(pair.iter().position(|&c| c == b'=')?);
-        (k == name.as_bytes()).then(|| &v[1..])
-    })
+/// Whether another untried backend could take a retry.
+fn has_alternative(session: &Session, ctx: &Ctx) -> bool {
+    ctx.group()
+        .is_some_and(|g| select::select(session, ctx, g, false).is_some())
+}
+
+/// What the request phase decided, with nothing borrowed from the session.
+enum Next {
+    Answer(Answer),
+    Proxy,
+    Respond(u16, Bytes, HeaderValue),
 }
 
 impl Proxy {
-    fn select(&self, session: &Session, ctx: &Ctx, group: &Group) -> Option<SocketAddr> {
-        let req = session.req_header();
-        let mut ip_buf = [0u8; 16];
-        let key: &[u8] = if !group.uses_key() {
-            b""
-        } else {
-            match &group.hash_key {
-                HashKey::Path => req.uri.path().as_bytes(),
-                HashKey::Header(n) => req.headers.get(n).map(|v| v.as_bytes()).unwrap_or(b""),
-                HashKey::Cookie(name) => req
-                    .headers
-                    .get(header::COOKIE)
-                    .and_then(|c| cookie_value(c.as_bytes(), name))
-                    .unwrap_or(b""),
-                HashKey::ClientIp => b"",
-            }
-        };
-        // A missing header or cookie falls back to the client address.
-        let key = if key.is_empty() && group.uses_key() {
-            match ctx.client {
-                Some(IpAddr::V4(a)) => {
-                    ip_buf[..4].copy_from_slice(&a.octets());
-                    &ip_buf[..4]
-                }
-                Some(IpAddr::V6(a)) => {
-                    ip_buf = a.octets();
-                    &ip_buf[..]
-                }
-                None => b"",
-            }
-        } else {
-            key
-        };
-        group
-            .balancer
-            .select_with(key, |b, healthy| {
-                healthy && b.addr.as_inet().is_some_and(|a| !ctx.was_tried(*a))
-            })
-            .and_then(|b| b.addr.as_inet().copied())
-    }
-
-    /// Whether another untried healthy backend exists for a retry.
-    fn has_alternative(&self, session: &Session, ctx: &Ctx) -> bool {
-        ctx.group()
-            .is_some_and(|g| self.select(session, ctx, g).is_some())
-    }
-}
-
-#[async_trait]
-impl ProxyHttp for Proxy {
-    type CTX = Ctx;
-
-    fn new_ctx(&self) -> Ctx {
-        Ctx {
-            snap: self.snapshot.load_full(),
-            route: None,
-            group: None,
-            upstream_uri: None,
-            tried: [None; MAX_TRIES],
-            attempts: 0,
-            backend: None,
-            in_flight: None,
-            request_id: None,
-            request_id_is_new: false,
-            client: None,
-            peer_trusted: false,
-            start: Instant::now(),
-            sent_upstream: None,
-            upstream_status: 0,
-        }
-    }
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        if self.draining.load(Relaxed) {
-            session.set_keepalive(None);
-        }
+    /// Ids, client address, path, host and route; then the route's policies
+    /// and action.
+    async fn route_request(&self, session: &mut Session, ctx: &mut Ctx) -> Next {
         let req = session.req_header();
         let mut ids = req.headers.get_all(&forward::X_REQUEST_ID).iter();
         ctx.request_id = Some(match (ids.next(), ids.next()) {
@@ -162,13 +100,8 @@ impl ProxyHttp for Proxy {
         let snap = ctx.snap.clone();
         ctx.peer_trusted = peer.is_some_and(|p| snap.is_trusted(p));
         ctx.client = forward::client_ip(req, peer, |ip| snap.is_trusted(ip));
-
-        let path = match crate::path::normalize(req.uri.path()) {
-            Ok(p) => p,
-            Err(_) => {
-                respond_error(session, ctx, 400, &[]).await?;
-                return Ok(true);
-            }
+        let Ok(path) = crate::path::normalize(req.uri.path()) else {
+            return Next::Answer(Answer::status(400));
         };
         let mut host_buf = [0u8; 256];
         let raw_host = req
@@ -180,75 +113,143 @@ impl ProxyHttp for Proxy {
         let host = normalize_host(raw_host, &mut host_buf);
         let listener =
             snap.listener_index(session.server_addr().and_then(|a| a.as_inet()).copied());
-        let found = match snap
+        let index = match snap
             .router
             .find(listener, host, &path, &req.method, &req.headers)
         {
-            Match::Found(r) => r,
+            Match::Found(i) => i,
             Match::MethodNotAllowed(mask) => {
                 let allow = HeaderValue::from_str(&allow_header(mask))
                     .unwrap_or(HeaderValue::from_static("GET"));
-                respond_error(session, ctx, 405, &[(header::ALLOW, allow)]).await?;
-                return Ok(true);
+                return Next::Answer(Answer {
+                    status: 405,
+                    header: Some((header::ALLOW, allow)),
+                    body: None,
+                });
             }
-            Match::NotFound => {
-                respond_error(session, ctx, 404, &[]).await?;
-                return Ok(true);
-            }
+            Match::NotFound => return Next::Answer(Answer::status(404)),
         };
-        let new_path = found.rewrite.apply(&path);
-        if new_path != req.uri.path() {
-            let pq = match req.uri.query() {
-                Some(q) => format!("{new_path}?{q}"),
-                None => new_path.into_owned(),
-            };
-            ctx.upstream_uri = pq.parse().ok();
+        let Some(route) = snap.routes.get(index) else {
+            return Next::Answer(Answer::status(404));
+        };
+        ctx.route = Some(index);
+        let view = RequestView {
+            req,
+            path: &path,
+            client: ctx.client,
+        };
+        if let Decision::Respond(a) = route.policies.request(&view, &mut ctx.policy).await {
+            return Next::Answer(a);
         }
-        ctx.route = Some(found.index);
-        match &found.action {
+        if ctx.policy.upstream_uri.is_none() && *path != *req.uri.path() {
+            let pq = match req.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_string(),
+            };
+            ctx.policy.upstream_uri = pq.parse().ok();
+        }
+        match &route.action {
             Action::Upstream(g) => {
                 ctx.group = Some(*g);
-                Ok(false)
+                Next::Proxy
             }
             Action::Respond {
                 status,
                 body,
                 content_type,
-            } => {
-                let mut resp = ResponseHeader::build(*status, Some(4))?;
-                resp.insert_header(header::CONTENT_TYPE, content_type.clone())?;
-                resp.insert_header(header::CONTENT_LENGTH, body.len())?;
-                finish_response_headers(&mut resp, ctx);
-                session.write_response_header(Box::new(resp), false).await?;
-                session
-                    .write_response_body(Some(body.clone()), true)
-                    .await?;
+            } => Next::Respond(*status, body.clone(), content_type.clone()),
+            Action::Redirect(r) => {
+                let facts = Facts {
+                    scheme: "http",
+                    host,
+                    path: &path,
+                    query: req.uri.query(),
+                    request_uri: req.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+                };
+                match r.location(&facts) {
+                    Some(loc) => Next::Answer(Answer {
+                        status: r.status,
+                        header: Some((header::LOCATION, loc)),
+                        body: None,
+                    }),
+                    None => Next::Answer(Answer::status(500)),
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::new(self.snapshot.load_full())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if self.draining.load(Relaxed) {
+            session.set_keepalive(None);
+        }
+        match self.route_request(session, ctx).await {
+            Next::Proxy => Ok(false),
+            Next::Answer(a) => {
+                respond_answer(session, ctx, a.status, a.header, a.body).await?;
+                Ok(true)
+            }
+            Next::Respond(status, body, content_type) => {
+                respond(session, ctx, status, body, content_type).await?;
                 Ok(true)
             }
         }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(limit), Some(b)) = (ctx.policy.body_limit, body.as_ref()) {
+            ctx.policy.body_seen += b.len() as u64;
+            if ctx.policy.body_seen > limit {
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over max_body_size",
+                );
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let (Some(group), Some(route)) = (ctx.group(), ctx.route()) else {
             return Error::e_explain(ErrorType::HTTPStatus(500), "no upstream for route");
         };
-        let Some(addr) = self.select(session, ctx, group) else {
+        let Some(choice) = select::select(session, ctx, group, true) else {
             return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend");
         };
-        let Some(info) = group.backends.get(&addr).cloned() else {
+        let Some(info) = group.backends.get(&choice.addr).cloned() else {
             return Error::e_explain(ErrorType::HTTPStatus(503), "backend vanished");
         };
         let mut peer = Box::new(info.peer.clone());
         if route.timeouts != group.timeouts {
             apply_timeouts(&mut peer, &route.timeouts);
         }
-        info.in_flight.fetch_add(1, Relaxed);
+        ctx.set_cookie = match (&group.sticky, choice.sticky_hit) {
+            (Some(s), false) => s.set_cookie(&info),
+            _ => None,
+        };
+        info.shared.in_flight.fetch_add(1, Relaxed);
         info.requests.fetch_add(1, Relaxed);
         if ctx.attempts < MAX_TRIES {
-            ctx.tried[ctx.attempts] = Some(addr);
+            ctx.tried[ctx.attempts] = Some(choice.addr);
         }
         ctx.attempts += 1;
-        ctx.in_flight = Some(InFlight(info.in_flight.clone()));
+        ctx.in_flight = Some(InFlight(info.shared.in_flight.clone()));
+        ctx.trial = choice.trial.then(|| ctx::Trial(Some(info.clone())));
+        ctx.reported = false;
         ctx.backend = Some(info);
         Ok(peer)
     }
@@ -259,7 +260,7 @@ impl ProxyHttp for Proxy {
         upstream: &mut pingora_http::RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(uri) = &ctx.upstream_uri {
+        if let Some(uri) = &ctx.policy.upstream_uri {
             upstream.set_uri(uri.clone());
         }
         forward::keep_te_trailers(session.req_header(), upstream);
@@ -273,9 +274,42 @@ impl ProxyHttp for Proxy {
             upstream.insert_header(forward::X_REQUEST_ID.clone(), id.clone())?;
         }
         if let Some(r) = ctx.route() {
-            r.request_headers.apply_request(upstream);
+            r.policies.upstream_request(upstream);
         }
         ctx.sent_upstream = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let status = resp.status.as_u16();
+        ctx.upstream_status = status;
+        if let (Some(sent), Some(b)) = (ctx.sent_upstream, &ctx.backend) {
+            if let Some(h) = &b.ttfb {
+                h.observe(sent.elapsed().as_secs_f64());
+            }
+        }
+        let failed = (502..=504).contains(&status);
+        ctx.report(!failed);
+        if failed
+            && ctx.route().is_some_and(|r| r.retry_on.status_5xx)
+            && session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && ctx.may_retry()
+            && has_alternative(session, ctx)
+        {
+            // Nothing has reached the client yet: failing here makes Pingora
+            // call error_while_proxy, which asks for a retry elsewhere.
+            ctx.retrying_5xx = true;
+            return Error::e_explain(
+                ErrorType::HTTPStatus(status),
+                "backend answered 5xx; retrying on another",
+            );
+        }
         Ok(())
     }
 
@@ -287,6 +321,9 @@ impl ProxyHttp for Proxy {
     ) -> Result<()> {
         if self.draining.load(Relaxed) {
             session.set_keepalive(None);
+        }
+        if let Some(c) = ctx.set_cookie.take() {
+            resp.append_header(header::SET_COOKIE, c)?;
         }
         finish_response_headers(resp, ctx);
         Ok(())
@@ -302,8 +339,9 @@ impl ProxyHttp for Proxy {
         if let Some(b) = &ctx.backend {
             b.failures.fetch_add(1, Relaxed);
         }
+        ctx.report(false);
         ctx.in_flight = None;
-        if ctx.may_retry() && self.has_alternative(session, ctx) {
+        if ctx.may_retry() && has_alternative(session, ctx) {
             e.set_retry(true);
             count_retry(ctx);
         }
@@ -318,17 +356,30 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
         client_reused: bool,
     ) -> Box<Error> {
-        if let Some(b) = &ctx.backend {
-            b.failures.fetch_add(1, Relaxed);
-        }
         let mut e = e.more_context(format!("backend {}", peer._address));
+        if std::mem::take(&mut ctx.retrying_5xx) {
+            e.set_retry(true);
+            count_retry(ctx);
+            return e;
+        }
+        if matches!(e.etype(), ErrorType::HTTPStatus(_)) {
+            // weir's own decision (e.g. a body over max_body_size).
+            e.set_retry(false);
+            return e;
+        }
+        if e.esource() == &ErrorSource::Upstream {
+            if let Some(b) = &ctx.backend {
+                b.failures.fetch_add(1, Relaxed);
+            }
+            ctx.report(false);
+        }
         let idempotent = session.req_header().method.is_idempotent();
         if !idempotent || session.as_ref().retry_buffer_truncated() || !ctx.may_retry() {
             e.set_retry(false);
-        } else if ctx.route().is_some_and(|r| r.retry_on_timeout)
+        } else if ctx.route().is_some_and(|r| r.retry_on.timeout)
             && matches!(e.etype(), ErrorType::ReadTimedout)
         {
-            e.set_retry(self.has_alternative(session, ctx));
+            e.set_retry(has_alternative(session, ctx));
         } else {
             e.retry.decide_reuse(client_reused);
         }
@@ -337,14 +388,11 @@ impl ProxyHttp for Proxy {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let code = status_for(e);
-        if code > 0 {
-            let extra: &[(header::HeaderName, HeaderValue)] = if code == 503 {
-                &[(header::RETRY_AFTER, HeaderValue::from_static("1"))]
-            } else {
-                &[]
-            };
+        if code > 0 && session.response_written().is_none() {
+            let extra = (code == 503)
+                .then(|| (header::RETRY_AFTER, HeaderValue::from_static("1")));
             session.set_keepalive(None);
-            if let Err(err) = respond_error(session, ctx, code, extra).await {
+            if let Err(err) = respond_answer(session, ctx, code, extra, None).await {
                 log::debug!("could not send the {code} answer: {err}");
             }
         }
@@ -354,21 +402,6 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    async fn upstream_response_filter(
-        &self,
-        _session: &mut Session,
-        resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        ctx.upstream_status = resp.status.as_u16();
-        if let (Some(sent), Some(b)) = (ctx.sent_upstream, &ctx.backend) {
-            if let Some(h) = &b.ttfb {
-                h.observe(sent.elapsed().as_secs_f64());
-            }
-        }
-        Ok(())
-    }
-
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         record::record(session, e, ctx, self.access_log.as_deref());
     }
@@ -376,7 +409,7 @@ impl ProxyHttp for Proxy {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::select::cookie_value;
 
     #[test]
     fn cookie_lookup() {

@@ -1,14 +1,12 @@
 //! Active health checks: Pingora's `TcpHealthCheck` / `HttpHealthCheck`
 //! configured from the file, wrapped so every UP/DOWN change is logged with
-//! its reason, and one background service that runs the checks of whatever
-//! groups the current snapshot holds.
+//! its reason and a passing check ends a new backend's probation, and the
+//! schedule the health service (`crate::background`) follows.
 
 use crate::config::model::{HealthCheckConfig, HealthCheckKind};
-use crate::snapshot::SharedSnapshot;
+use crate::values::{HEALTH_INTERVAL, HEALTH_TIMEOUT};
 use async_trait::async_trait;
 use log::info;
-use pingora_core::server::ShutdownWatch;
-use pingora_core::services::background::BackgroundService;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
@@ -19,10 +17,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Default time between checks.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
-/// Default time a check may take.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_HEALTHY: usize = 2;
 const DEFAULT_UNHEALTHY: usize = 3;
 
@@ -32,7 +26,8 @@ pub struct Schedule {
     interval: Duration,
     /// Milliseconds after [`epoch`] when the next pass is due.
     next_due_ms: AtomicU64,
-    running: Arc<AtomicBool>,
+    /// Set while a pass runs.
+    pub running: Arc<AtomicBool>,
 }
 
 fn epoch() -> Instant {
@@ -48,14 +43,14 @@ impl Schedule {
     /// A schedule whose first pass is due now.
     pub fn new(cfg: &HealthCheckConfig) -> Schedule {
         Schedule {
-            interval: cfg.interval.map_or(DEFAULT_INTERVAL, |d| d.0),
+            interval: cfg.interval.map_or(HEALTH_INTERVAL, |d| d.0),
             next_due_ms: AtomicU64::new(now_ms()),
             running: Arc::new(AtomicBool::new(false)),
         }
     }
 
     /// Claims the pass if it is due and none is running.
-    fn claim(&self) -> bool {
+    pub fn claim(&self) -> bool {
         let now = now_ms();
         if now < self.next_due_ms.load(Relaxed) || self.running.swap(true, Relaxed) {
             return false;
@@ -66,9 +61,10 @@ impl Schedule {
     }
 }
 
-/// Backend labels by address, shared between a group and its health check
-/// (the check outlives group rebuilds that keep the same health config).
-pub type Labels = Arc<arc_swap::ArcSwap<HashMap<SocketAddr, Arc<str>>>>;
+/// Backend labels and shared state by address, shared between a group and
+/// its health check (the check outlives group rebuilds that keep the same
+/// health config).
+pub type Labels = Arc<arc_swap::ArcSwap<HashMap<SocketAddr, (Arc<str>, Arc<super::Shared>)>>>;
 
 /// Wraps a Pingora check to remember why a backend failed and log changes.
 struct LoggedCheck {
@@ -94,12 +90,19 @@ impl HealthCheck for LoggedCheck {
             }
             None => self.inner.check(target).await,
         };
+        if let (Ok(()), Some(addr)) = (&result, addr_of(target)) {
+            if let Some((_, shared)) = self.labels.load().get(&addr) {
+                if shared.probation.swap(false, Relaxed) {
+                    info!("backend {addr} in {} passed its first check", self.upstream);
+                }
+            }
+        }
         if let (Err(e), Some(addr)) = (&result, addr_of(target)) {
             let label = self
                 .labels
                 .load()
                 .get(&addr)
-                .cloned()
+                .map(|(l, _)| l.clone())
                 .unwrap_or_else(|| addr.to_string().into());
             crate::metrics::health_check_failed(&self.upstream, &label);
             let reason = describe(e);
@@ -144,7 +147,7 @@ pub fn build_check(
     host_header: Option<&str>,
     labels: Labels,
 ) -> Box<dyn HealthCheck + Send + Sync> {
-    let timeout = cfg.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
+    let timeout = cfg.timeout.map_or(HEALTH_TIMEOUT, |d| d.0);
     let up = cfg.healthy_threshold.unwrap_or(DEFAULT_HEALTHY);
     let down = cfg.unhealthy_threshold.unwrap_or(DEFAULT_UNHEALTHY);
     let inner: Box<dyn HealthCheck + Send + Sync> = match cfg.kind {
@@ -197,45 +200,4 @@ pub fn build_check(
         port: cfg.port,
         last_error: Mutex::new(HashMap::new()),
     })
-}
-
-/// The background service that runs health checks for the live snapshot.
-pub struct HealthService {
-    snapshot: SharedSnapshot,
-}
-
-impl HealthService {
-    /// A service following `snapshot`.
-    pub fn new(snapshot: SharedSnapshot) -> HealthService {
-        HealthService { snapshot }
-    }
-}
-
-const TICK: Duration = Duration::from_millis(100);
-
-#[async_trait]
-impl BackgroundService for HealthService {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(TICK) => {}
-            }
-            let snap = self.snapshot.load_full();
-            for group in snap.groups.iter() {
-                let Some(schedule) = &group.health else {
-                    continue;
-                };
-                if !schedule.claim() {
-                    continue;
-                }
-                let group = group.clone();
-                let running = schedule.running.clone();
-                tokio::spawn(async move {
-                    group.registry.run_health_check(true).await;
-                    running.store(false, Relaxed);
-                });
-            }
-        }
-    }
 }

@@ -2,12 +2,15 @@
 //! `LoadBalancer` with the configured selection, and per-backend state that
 //! outlives reloads (in-flight counters, health).
 
+pub mod breaker;
 pub mod health;
 pub mod selection;
+pub mod sticky;
 
 use crate::config::model::{Algorithm, Source, UpstreamConfig};
-use crate::config::validate::resolve;
-use crate::router::Timeouts;
+pub use crate::values::HashKey;
+use crate::values::Timeouts;
+pub use breaker::{Admit, BreakerSpec, BreakerState, Circuit};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_load_balancing::discovery;
 use pingora_load_balancing::selection::{Consistent, FNVHash, Random, RoundRobin};
@@ -15,35 +18,59 @@ use pingora_load_balancing::{Backend, Backends, HealthRegistry, LoadBalancer};
 use selection::{Counters, LeastConnections, SmoothWeighted};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
-/// What `consistent_hash` hashes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HashKey {
-    /// The client address.
-    ClientIp,
-    /// A request header's value (missing: client address).
-    Header(http::HeaderName),
-    /// A cookie's value (missing: client address).
-    Cookie(Box<str>),
-    /// The normalized path.
-    Path,
+/// A backend as compiled from the file (or the admin overlay, or DNS).
+#[derive(Debug, Clone)]
+pub struct BackendSpec {
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// Name for logs and metrics.
+    pub label: Arc<str>,
+    /// Weight, 1..=1000.
+    pub weight: u32,
+    /// `enabled: false` backends take no traffic.
+    pub enabled: bool,
+    /// Draining backends take no new requests.
+    pub draining: bool,
+    /// Where it came from.
+    pub source: Source,
 }
 
-impl HashKey {
-    /// Parses `client_ip`, `header:NAME`, `cookie:NAME` or `path`.
-    pub fn parse(text: &str) -> Option<HashKey> {
-        match text.split_once(':') {
-            None if text == "client_ip" => Some(HashKey::ClientIp),
-            None if text == "path" => Some(HashKey::Path),
-            Some(("header", name)) => http::HeaderName::from_bytes(name.as_bytes())
-                .ok()
-                .map(HashKey::Header),
-            Some(("cookie", name)) if !name.is_empty() => Some(HashKey::Cookie(name.into())),
-            _ => None,
-        }
-    }
+/// Everything needed to build a [`Group`], already checked.
+#[derive(Debug, Clone)]
+pub struct GroupSpec {
+    /// Its name in the file.
+    pub name: Arc<str>,
+    /// The definition (kept to reuse the group when it is unchanged).
+    pub config: UpstreamConfig,
+    /// What consistent_hash hashes.
+    pub hash_key: HashKey,
+    /// The backends in file order.
+    pub backends: Vec<BackendSpec>,
+    /// Timeouts towards the backends.
+    pub timeouts: Timeouts,
+    /// Host header sent instead of the client's.
+    pub host_header: Option<http::HeaderValue>,
+    /// Circuit breaker limits.
+    pub breaker: Option<BreakerSpec>,
+    /// Cookie name for session affinity.
+    pub sticky: Option<Box<str>>,
+    /// Backends not in the previous group wait for one passing health check.
+    pub probation: bool,
+}
+
+/// Per-backend state that outlives group rebuilds (reloads, admin and DNS
+/// changes), keyed by address.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Requests in flight right now.
+    pub in_flight: Arc<AtomicUsize>,
+    /// The circuit breaker's state.
+    pub breaker: BreakerState,
+    /// Added after start: takes no traffic until a health check passes.
+    pub probation: AtomicBool,
 }
 
 /// A backend as weir sees it: config, a prebuilt peer and live counters.
@@ -65,8 +92,10 @@ pub struct BackendInfo {
     pub ttfb: Option<prometheus::Histogram>,
     /// Peer with the upstream's default timeouts.
     pub peer: HttpPeer,
-    /// Requests in flight right now (shared across reloads).
-    pub in_flight: Arc<AtomicUsize>,
+    /// State kept across reloads (in flight, circuit, probation).
+    pub shared: Arc<Shared>,
+    /// The opaque sticky-cookie value that names this backend.
+    pub sticky_value: http::HeaderValue,
     /// Requests sent.
     pub requests: AtomicU64,
     /// Failed attempts (connect or proxy errors).
@@ -175,25 +204,17 @@ pub struct Group {
     pub host_header: Option<http::HeaderValue>,
     /// The group's timeouts (routes may override).
     pub timeouts: Timeouts,
+    /// Circuit breaker limits, if configured.
+    pub breaker: Option<BreakerSpec>,
+    /// Sticky cookie name and the backend each value names.
+    pub sticky: Option<sticky::Sticky>,
+    /// Whether selection must look at per-backend state (breaker, probation).
+    gated: bool,
 }
 
 impl std::fmt::Debug for Group {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Group").field("name", &self.name).finish()
-    }
-}
-
-/// Merges optional timeouts over a base.
-pub fn merge_timeouts(
-    base: Timeouts,
-    over: Option<&crate::config::model::TimeoutsConfig>,
-) -> Timeouts {
-    let Some(o) = over else { return base };
-    Timeouts {
-        connect: o.connect.map_or(base.connect, |d| d.0),
-        read: o.read.map_or(base.read, |d| d.0),
-        write: o.write.map_or(base.write, |d| d.0),
-        idle: o.idle.map_or(base.idle, |d| d.0),
     }
 }
 
@@ -206,39 +227,38 @@ pub fn apply_timeouts(peer: &mut HttpPeer, t: &Timeouts) {
 }
 
 impl Group {
-    /// Builds a group from a validated definition. `previous` is the group of
-    /// the same name in the running snapshot: its in-flight counters are kept
-    /// for addresses that stay, and its health registry when the health check
+    /// Builds a group from a checked spec. `previous` is the group of the
+    /// same name in the running snapshot: per-backend state is kept for
+    /// addresses that stay, and its health registry when the health check
     /// did not change.
-    pub fn build(
-        name: &str,
-        cfg: &UpstreamConfig,
-        previous: Option<&Group>,
-    ) -> Result<Group, String> {
-        let timeouts = merge_timeouts(Timeouts::default(), cfg.timeouts.as_ref());
+    pub fn build(spec: GroupSpec, previous: Option<&Group>) -> Group {
+        let name: &str = &spec.name;
         let mut backends = HashMap::new();
         let mut order = Vec::new();
         let mut set = BTreeSet::new();
-        for entry in &cfg.backends {
-            let b = entry.long();
-            let addr = resolve(&b.address)?;
-            let in_flight = previous
-                .and_then(|p| p.backends.get(&addr))
-                .map(|i| i.in_flight.clone())
-                .unwrap_or_default();
+        for b in &spec.backends {
+            let addr = b.addr;
+            let shared = match previous.and_then(|p| p.backends.get(&addr)) {
+                Some(i) => i.shared.clone(),
+                None => {
+                    let s = Shared::default();
+                    s.probation.store(spec.probation, Relaxed);
+                    Arc::new(s)
+                }
+            };
             let mut peer = HttpPeer::new(addr, false, String::new());
-            apply_timeouts(&mut peer, &timeouts);
-            let label: Arc<str> = b.name.clone().unwrap_or_else(|| addr.to_string()).into();
+            apply_timeouts(&mut peer, &spec.timeouts);
             let info = BackendInfo {
                 addr,
-                ttfb: crate::metrics::ttfb(name, &label),
-                label,
+                ttfb: crate::metrics::ttfb(name, &b.label),
+                label: b.label.clone(),
                 weight: b.weight,
                 enabled: b.enabled,
                 draining: b.draining,
                 source: b.source,
                 peer,
-                in_flight,
+                sticky_value: sticky::value_for(name, addr),
+                shared,
                 requests: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
             };
@@ -252,6 +272,7 @@ impl Group {
             order.push(addr);
             backends.insert(addr, Arc::new(info));
         }
+        let cfg = &spec.config;
         let (registry, labels) = match previous {
             Some(p)
                 if p.config.health_check == cfg.health_check
@@ -273,13 +294,13 @@ impl Group {
         labels.store(Arc::new(
             backends
                 .iter()
-                .map(|(a, i)| (*a, i.label.clone()))
+                .map(|(a, i)| (*a, (i.label.clone(), i.shared.clone())))
                 .collect(),
         ));
         let counters: Counters = Arc::new(
             backends
                 .iter()
-                .map(|(a, i)| (*a, i.in_flight.clone()))
+                .map(|(a, i)| (*a, i.shared.in_flight.clone()))
                 .collect(),
         );
         let balancer = match cfg.algorithm {
@@ -292,31 +313,71 @@ impl Group {
             Algorithm::ConsistentHash => Balancer::ConsistentHash(make_lb(set, &registry, None)),
             Algorithm::IpHash => Balancer::IpHash(make_lb(set, &registry, None)),
         };
-        let hash_key = cfg
-            .hash_key
+        let gated = spec.breaker.is_some()
+            || backends
+                .values()
+                .any(|b| b.shared.probation.load(Relaxed));
+        let sticky = spec
+            .sticky
             .as_deref()
-            .and_then(HashKey::parse)
-            .unwrap_or(HashKey::ClientIp);
-        let host_header = match &cfg.host_header {
-            Some(h) => Some(
-                http::HeaderValue::from_str(h).map_err(|_| format!("invalid host_header {h:?}"))?,
-            ),
-            None => None,
-        };
-        Ok(Group {
-            name: name.into(),
-            config: cfg.clone(),
-            hash_key,
+            .map(|cookie| sticky::Sticky::new(cookie, backends.values()));
+        Group {
+            name: spec.name.clone(),
+            retries: crate::metrics::retries(name),
+            health: cfg.health_check.as_ref().map(health::Schedule::new),
+            config: spec.config,
+            hash_key: spec.hash_key,
             balancer,
             backends,
             order,
             registry,
             labels,
-            retries: crate::metrics::retries(name),
-            health: cfg.health_check.as_ref().map(health::Schedule::new),
-            host_header,
-            timeouts,
-        })
+            host_header: spec.host_header,
+            timeouts: spec.timeouts,
+            breaker: spec.breaker,
+            sticky,
+            gated,
+        }
+    }
+
+    /// Whether selection must consult per-backend state ([`Group::admit`]).
+    pub fn is_gated(&self) -> bool {
+        self.gated
+    }
+
+    /// Whether a backend may take a new request, judged by weir's own
+    /// per-backend state (circuit breaker, probation); `claim` takes a
+    /// half-open trial. Health and enabled state are Pingora's.
+    pub fn admit(&self, info: &BackendInfo, claim: bool) -> Admit {
+        if !self.gated {
+            return Admit::Yes;
+        }
+        if info.shared.probation.load(Relaxed) {
+            return Admit::No;
+        }
+        match &self.breaker {
+            Some(spec) => info.shared.breaker.admit(spec, claim),
+            None => Admit::Yes,
+        }
+    }
+
+    /// The circuit of a backend (closed when no breaker is configured).
+    pub fn circuit(&self, info: &BackendInfo) -> Circuit {
+        match self.breaker {
+            Some(_) => info.shared.breaker.circuit(),
+            None => Circuit::Closed,
+        }
+    }
+
+    /// Records the outcome of a request to `info` for its circuit.
+    pub fn outcome(&self, info: &BackendInfo, ok: bool, trial: bool) {
+        let Some(spec) = &self.breaker else { return };
+        let who = (info.addr, &*self.name);
+        if ok {
+            info.shared.breaker.success(who);
+        } else {
+            info.shared.breaker.failure(spec, who, trial);
+        }
     }
 
     /// Whether the algorithm hashes a key (consistent_hash, ip_hash); the
@@ -328,12 +389,15 @@ impl Group {
         )
     }
 
-    /// Whether a backend takes traffic: enabled, not draining, healthy.
+    /// Whether a backend takes traffic: enabled, not draining, healthy,
+    /// out of probation and with a closed circuit.
     pub fn is_up(&self, addr: SocketAddr) -> bool {
-        self.backends
-            .get(&addr)
-            .is_some_and(|b| b.enabled && !b.draining)
-            && self.is_healthy(addr)
+        self.backends.get(&addr).is_some_and(|b| {
+            b.enabled
+                && !b.draining
+                && !b.shared.probation.load(Relaxed)
+                && self.circuit(b) == Circuit::Closed
+        }) && self.is_healthy(addr)
     }
 
     /// Whether a backend in the selection set passes its health checks.

@@ -3,8 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use super::model::{Algorithm, BackendEntry, FileConfig};
-use super::{load_str, validate, ConfigError};
+use super::load_str;
+use crate::config::model::{Algorithm, BackendEntry, FileConfig};
+use crate::config::shadow as validate;
+use crate::config::ConfigError;
 
 /// The only environment the tests see.
 fn env(name: &str) -> Option<String> {
@@ -910,7 +912,7 @@ upstreams:
             line: 5,
             col: 5,
             path: "routes[0]",
-            message: &["exactly one action: upstream or respond, not both"],
+            message: &["a route has exactly one action: upstream, redirect or respond"],
         },
         Case {
             name: "neither upstream nor respond",
@@ -926,7 +928,7 @@ routes:
             line: 5,
             col: 5,
             path: "routes[0]",
-            message: &["a route needs an action: upstream or respond"],
+            message: &["a route needs an action: upstream, redirect or respond"],
         },
         Case {
             name: "strip_prefix without path_prefix",

@@ -1,0 +1,130 @@
+//! Process-level sections: `server`, `admin`, `log`, `listeners` and
+//! `trusted_proxies`.
+
+use super::Listeners;
+use crate::config::model::*;
+use crate::config::Issue;
+use crate::values::{parse_admin_listen, AdminListen};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Most listeners a config may have (a route's listener set is a `u64` mask).
+const MAX_LISTENERS: usize = 64;
+
+/// Checks `server`, `admin` and `log`.
+pub(super) fn check_process(cfg: &FileConfig, issues: &mut Vec<Issue>) {
+    let s = &cfg.server;
+    if s.threads == Some(0) {
+        issues.push(Issue::new("server.threads", "must be at least 1"));
+    }
+    if (s.user.is_some() || s.group.is_some()) && s.daemon != Some(true) {
+        issues.push(Issue::new(
+            "server.user",
+            "user/group are applied when daemonizing; set server.daemon: true or remove them",
+        ));
+    }
+    if let Some(a) = &cfg.admin {
+        check_admin(a, cfg, issues);
+    }
+    if let Some(al) = cfg.log.access_log.as_ref() {
+        if al.path.trim().is_empty() {
+            issues.push(Issue::new(
+                "log.access_log.path",
+                "write stdout, off or a file path",
+            ));
+        }
+    }
+}
+
+fn check_admin(a: &AdminSection, cfg: &FileConfig, issues: &mut Vec<Issue>) {
+    match parse_admin_listen(&a.listen) {
+        None => issues.push(Issue::new(
+            "admin.listen",
+            format!(
+                "invalid address {:?}; write ip:port (127.0.0.1:9901) or unix:/path",
+                a.listen
+            ),
+        )),
+        Some(AdminListen::Tcp(addr)) => {
+            if !addr.ip().is_loopback() && a.token.is_none() {
+                issues.push(Issue::new(
+                    "admin.listen",
+                    format!(
+                        "{addr} is not a loopback address: set admin.token, or listen on 127.0.0.1"
+                    ),
+                ));
+            }
+            if cfg
+                .listeners
+                .iter()
+                .any(|l| l.address.parse::<SocketAddr>().ok() == Some(addr))
+            {
+                issues.push(Issue::new(
+                    "admin.listen",
+                    format!("{addr} is also a listener's address"),
+                ));
+            }
+        }
+        Some(AdminListen::Unix(_)) => {}
+    }
+    if a.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        issues.push(Issue::new(
+            "admin.token",
+            "must not be empty (leave it out for a read-only API)",
+        ));
+    }
+    if a.state_file.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        issues.push(Issue::new("admin.state_file", "must be a file path"));
+    }
+}
+
+/// Compiles `listeners`: names and addresses, in file order.
+pub(super) fn listeners(cfg: &FileConfig, issues: &mut Vec<Issue>) -> Listeners {
+    if cfg.listeners.is_empty() {
+        issues.push(Issue::new("listeners", "at least one listener is needed"));
+    }
+    if cfg.listeners.len() > MAX_LISTENERS {
+        issues.push(Issue::new(
+            "listeners",
+            format!("at most {MAX_LISTENERS} listeners are supported"),
+        ));
+    }
+    let mut names = HashSet::new();
+    let mut addrs = HashSet::new();
+    let mut out = Vec::new();
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        let base = format!("listeners[{i}]");
+        if !names.insert(l.name.as_str()) {
+            issues.push(Issue::new(
+                format!("{base}.name"),
+                format!("duplicate listener name {:?}", l.name),
+            ));
+        }
+        match l.address.parse::<SocketAddr>() {
+            Ok(a) => {
+                if !addrs.insert(a) {
+                    issues.push(Issue::new(
+                        format!("{base}.address"),
+                        format!("{a} is used by another listener"),
+                    ));
+                }
+                out.push((Arc::from(l.name.as_str()), a));
+            }
+            Err(_) => issues.push(Issue::new(
+                format!("{base}.address"),
+                format!(
+                    "invalid address {:?}; write ip:port, e.g. 127.0.0.1:8080 or [::1]:8080",
+                    l.address
+                ),
+            )),
+        }
+        if l.protocol != ListenerProtocol::Http {
+            issues.push(Issue::new(
+                format!("{base}.protocol"),
+                "only protocol: http is available in this version (https and tcp are planned)",
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,246 @@
+//! `upstreams.<name>`: backends, hash keys, discovery, health checks,
+//! circuit breaker and stickiness, checked and turned into a
+//! [`GroupSpec`] that [`Group::build`] cannot fail on.
+
+use crate::config::model::*;
+use crate::config::Issue;
+use crate::upstream::{BackendSpec, BreakerSpec, Group, GroupSpec};
+use crate::values::{resolve, HashKey, Timeouts, HEALTH_INTERVAL, HEALTH_TIMEOUT};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Default `circuit_breaker.consecutive_failures`.
+const BREAKER_FAILURES: u32 = 5;
+/// Default `circuit_breaker.open_for`.
+const BREAKER_OPEN_FOR: Duration = Duration::from_secs(10);
+
+/// Compiles one upstream; `None` (with issues) when it is invalid.
+pub(super) fn group(
+    name: &str,
+    u: &UpstreamConfig,
+    previous: Option<&Group>,
+    later: bool,
+    issues: &mut Vec<Issue>,
+) -> Option<Group> {
+    let before = issues.len();
+    let base = crate::config::spans::join_key("upstreams", name);
+    if u.backends.is_empty() && u.discovery.is_none() {
+        issues.push(Issue::new(
+            format!("{base}.backends"),
+            "needs at least one backend (or discovery)",
+        ));
+    }
+    if let Some(d) = &u.discovery {
+        check_dns(&d.dns, &format!("{base}.discovery.dns"), issues);
+    }
+    let backends = backends(u, &base, issues);
+    let hash_key = hash_key(u, &base, issues);
+    let timeouts = timeouts(Timeouts::default(), u.timeouts.as_ref(), &format!("{base}.timeouts"), issues);
+    if let Some(h) = &u.health_check {
+        check_health(h, &format!("{base}.health_check"), issues);
+    }
+    let host_header = match &u.host_header {
+        Some(h) => match http::HeaderValue::from_str(h) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                issues.push(Issue::new(format!("{base}.host_header"), "invalid header value"));
+                None
+            }
+        },
+        None => None,
+    };
+    let breaker = u.circuit_breaker.as_ref().and_then(|c| {
+        let path = format!("{base}.circuit_breaker");
+        let threshold = c.consecutive_failures.unwrap_or(BREAKER_FAILURES);
+        let open_for = c.open_for.map_or(BREAKER_OPEN_FOR, |d| d.0);
+        if threshold == 0 {
+            issues.push(Issue::new(format!("{path}.consecutive_failures"), "must be at least 1"));
+        }
+        if open_for.is_zero() {
+            issues.push(Issue::new(format!("{path}.open_for"), "must be greater than 0"));
+        }
+        Some(BreakerSpec { threshold, open_for })
+    });
+    let sticky = u.sticky.as_ref().and_then(|s| {
+        let ok = !s.cookie.is_empty()
+            && s.cookie
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c));
+        if ok {
+            Some(s.cookie.as_str().into())
+        } else {
+            issues.push(Issue::new(
+                format!("{base}.sticky.cookie"),
+                format!("invalid cookie name {:?}", s.cookie),
+            ));
+            None
+        }
+    });
+    if issues.len() != before {
+        return None;
+    }
+    let spec = GroupSpec {
+        name: name.into(),
+        config: u.clone(),
+        hash_key,
+        backends,
+        timeouts,
+        host_header,
+        breaker,
+        sticky,
+        probation: later && u.health_check.is_some(),
+    };
+    Some(Group::build(spec, previous))
+}
+
+fn backends(u: &UpstreamConfig, base: &str, issues: &mut Vec<Issue>) -> Vec<BackendSpec> {
+    let mut seen: HashSet<SocketAddr> = HashSet::new();
+    let mut out = Vec::new();
+    for (i, b) in u.backends.iter().enumerate() {
+        let b = b.long();
+        let path = format!("{base}.backends[{i}]");
+        if b.weight == 0 {
+            issues.push(Issue::new(
+                format!("{path}.weight"),
+                "must be at least 1 (use enabled: false to drain a backend)",
+            ));
+        } else if b.weight > 1000 {
+            issues.push(Issue::new(format!("{path}.weight"), "at most 1000"));
+        }
+        match resolve(&b.address) {
+            Ok(addr) if !seen.insert(addr) => {
+                issues.push(Issue::new(path, format!("backend {addr} is listed twice")))
+            }
+            Ok(addr) => out.push(BackendSpec {
+                addr,
+                label: b.name.clone().unwrap_or_else(|| addr.to_string()).into(),
+                weight: b.weight,
+                enabled: b.enabled,
+                draining: b.draining,
+                source: b.source,
+            }),
+            Err(e) => issues.push(Issue::new(path, e)),
+        }
+    }
+    out
+}
+
+fn hash_key(u: &UpstreamConfig, base: &str, issues: &mut Vec<Issue>) -> HashKey {
+    match (&u.hash_key, u.algorithm) {
+        (Some(k), Algorithm::ConsistentHash) => HashKey::parse(k).unwrap_or_else(|| {
+            issues.push(Issue::new(
+                format!("{base}.hash_key"),
+                format!("invalid hash_key {k:?}; write client_ip, header:NAME, cookie:NAME or path"),
+            ));
+            HashKey::ClientIp
+        }),
+        (Some(_), other) => {
+            issues.push(Issue::new(
+                format!("{base}.hash_key"),
+                format!(
+                    "algorithm {} ignores hash_key; use algorithm: consistent_hash or remove it",
+                    other.as_str()
+                ),
+            ));
+            HashKey::ClientIp
+        }
+        (None, _) => HashKey::ClientIp,
+    }
+}
+
+/// Merges `over` onto `base`, reporting zero durations.
+pub(super) fn timeouts(
+    base: Timeouts,
+    over: Option<&TimeoutsConfig>,
+    path: &str,
+    issues: &mut Vec<Issue>,
+) -> Timeouts {
+    let Some(o) = over else { return base };
+    for (k, v) in [
+        ("connect", o.connect),
+        ("read", o.read),
+        ("write", o.write),
+        ("idle", o.idle),
+    ] {
+        if v.is_some_and(|d| d.0.is_zero()) {
+            issues.push(Issue::new(format!("{path}.{k}"), "must be greater than 0"));
+        }
+    }
+    Timeouts {
+        connect: o.connect.map_or(base.connect, |d| d.0),
+        read: o.read.map_or(base.read, |d| d.0),
+        write: o.write.map_or(base.write, |d| d.0),
+        idle: o.idle.map_or(base.idle, |d| d.0),
+    }
+}
+
+fn check_dns(dns: &DnsDiscovery, base: &str, issues: &mut Vec<Issue>) {
+    if dns.name.trim().is_empty() {
+        issues.push(Issue::new(format!("{base}.name"), "must not be empty"));
+    }
+    if dns.port == 0 {
+        issues.push(Issue::new(format!("{base}.port"), "must be 1..=65535"));
+    }
+    if dns.refresh.is_some_and(|r| r.0.is_zero()) {
+        issues.push(Issue::new(format!("{base}.refresh"), "must be greater than 0"));
+    }
+    if let Some(r) = &dns.resolver {
+        if r.parse::<SocketAddr>().is_err() {
+            issues.push(Issue::new(
+                format!("{base}.resolver"),
+                format!("invalid resolver {r:?}; write ip:port, e.g. 127.0.0.1:53"),
+            ));
+        }
+    }
+}
+
+fn check_health(h: &HealthCheckConfig, base: &str, issues: &mut Vec<Issue>) {
+    let interval = h.interval.map_or(HEALTH_INTERVAL, |d| d.0);
+    let timeout = h.timeout.map_or(HEALTH_TIMEOUT, |d| d.0);
+    if interval.is_zero() {
+        issues.push(Issue::new(format!("{base}.interval"), "must be greater than 0"));
+    }
+    if timeout.is_zero() || timeout >= interval {
+        issues.push(Issue::new(
+            format!("{base}.timeout"),
+            "must be greater than 0 and below interval",
+        ));
+    }
+    for (k, v) in [
+        ("healthy_threshold", h.healthy_threshold),
+        ("unhealthy_threshold", h.unhealthy_threshold),
+    ] {
+        if v == Some(0) {
+            issues.push(Issue::new(format!("{base}.{k}"), "must be at least 1"));
+        }
+    }
+    if h.kind == HealthCheckKind::Tcp {
+        for (k, set) in [
+            ("path", h.path.is_some()),
+            ("host", h.host.is_some()),
+            ("expect_status", h.expect_status.is_some()),
+        ] {
+            if set {
+                issues.push(Issue::at_key(format!("{base}.{k}"), "only for type: http"));
+            }
+        }
+    }
+    if let Some(p) = &h.path {
+        if !p.starts_with('/') || http::uri::PathAndQuery::try_from(p.as_str()).is_err() {
+            issues.push(Issue::new(format!("{base}.path"), "must be a path starting with \"/\""));
+        }
+    }
+    if let Some(host) = &h.host {
+        if http::HeaderValue::from_str(host).is_err() {
+            issues.push(Issue::new(format!("{base}.host"), "invalid header value"));
+        }
+    }
+    if let Some(list) = &h.expect_status {
+        for (i, s) in list.iter().enumerate() {
+            if !(100..=599).contains(s) {
+                issues.push(Issue::new(format!("{base}.expect_status[{i}]"), "must be 100..=599"));
+            }
+        }
+    }
+}
