@@ -315,7 +315,8 @@ fn bench_policies(c: &mut Criterion) {
          upstreams:\n  u: { backends: [127.0.0.1:9000] }\n",
     );
     let mut req = browser_request();
-    req.append_header("x-api-key", "k-fedcba9876543210").unwrap();
+    req.append_header("x-api-key", "k-fedcba9876543210")
+        .unwrap();
     let client: Option<IpAddr> = Some("198.51.100.23".parse().unwrap());
     let mut g = c.benchmark_group("policy_chain");
     for route in &snap.routes {

@@ -6,9 +6,9 @@
 //! (DNS rebinding).
 
 use crate::config::model::FileConfig;
-use crate::values::AdminListen;
 use crate::live::{ApiError, Live};
 use crate::overlay::BackendState;
+use crate::values::AdminListen;
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
 use pingora_core::apps::http_app::ServeHttp;

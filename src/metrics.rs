@@ -92,7 +92,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
         &["result"],
     )?;
     let rate_limited = IntCounterVec::new(
-        Opts::new("weir_rate_limited_total", "Requests answered 429 by a rate limit"),
+        Opts::new(
+            "weir_rate_limited_total",
+            "Requests answered 429 by a rate limit",
+        ),
         &["route"],
     )?;
     let shared_errors = IntCounterVec::new(
@@ -103,7 +106,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
         &["route"],
     )?;
     let circuit_open = IntGaugeVec::new(
-        Opts::new("weir_circuit_open", "1 when a backend's circuit breaker is open"),
+        Opts::new(
+            "weir_circuit_open",
+            "1 when a backend's circuit breaker is open",
+        ),
         &["upstream", "backend"],
     )?;
     let last_reload = Gauge::new(
@@ -322,7 +328,9 @@ pub fn render<'a>(backends: impl Iterator<Item = BackendSample<'a>>) -> String {
     m.circuit_open.reset();
     for b in backends {
         let labels = [b.upstream, b.backend];
-        m.in_flight.with_label_values(&labels).set(b.in_flight as i64);
+        m.in_flight
+            .with_label_values(&labels)
+            .set(b.in_flight as i64);
         m.backend_up.with_label_values(&labels).set(i64::from(b.up));
         m.circuit_open
             .with_label_values(&labels)

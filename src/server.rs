@@ -4,15 +4,15 @@
 
 use crate::access_log;
 use crate::admin::AdminApi;
+use crate::background::HealthService;
 use crate::cli::RunFlags;
-use crate::config::model::ServerSection;
-use crate::values::{parse_admin_listen, AdminListen};
 use crate::compile::Loaded;
+use crate::config::model::ServerSection;
 use crate::dns::DnsService;
 use crate::live::Live;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
-use crate::background::HealthService;
+use crate::values::{parse_admin_listen, AdminListen};
 use async_trait::async_trait;
 use pingora_core::listeners::ListenerConfig;
 use pingora_core::protocols::l4::stream::L4BufferSettings;

@@ -111,18 +111,25 @@ impl Snapshot {
         }
     }
 
-    /// Index of the listener that accepted a connection on `local`.
-    pub fn listener_index(&self, local: Option<SocketAddr>) -> usize {
-        let Some(local) = local else { return 0 };
-        self.listeners
-            .iter()
-            .position(|(_, a)| *a == local)
-            .or_else(|| {
-                self.listeners
-                    .iter()
-                    .position(|(_, a)| a.port() == local.port())
-            })
-            .unwrap_or(0)
+    /// Index of the listener that accepted a connection whose local
+    /// (destination) address is `local`: the listener bound to exactly that
+    /// address, else the wildcard listener of the socket's family on that
+    /// port (`0.0.0.0:P` for IPv4, `[::]:P` for IPv6, IPv4-mapped addresses
+    /// included: only an IPv6 socket yields them), else `None` — never
+    /// another listener. Pingora hands one service's connections over
+    /// without saying which endpoint accepted them, so the address is all
+    /// there is; these two rules identify the endpoint exactly, because two
+    /// sockets cannot both be bound to the same address and port.
+    pub fn listener_index(&self, local: Option<SocketAddr>) -> Option<usize> {
+        let local = local?;
+        if let Some(i) = self.listeners.iter().position(|(_, a)| *a == local) {
+            return Some(i);
+        }
+        let wildcard = match local {
+            SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], local.port())),
+            SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], local.port())),
+        };
+        self.listeners.iter().position(|(_, a)| *a == wildcard)
     }
 
     /// Whether `ip` is a trusted proxy.

@@ -37,7 +37,8 @@ pub fn compile(cfg: &FileConfig, previous: Option<&Snapshot>) -> Result<Snapshot
     let mut issues = Vec::new();
     process::check_process(cfg, &mut issues);
     let listeners = process::listeners(cfg, &mut issues);
-    let trusted_proxies = crate::policy::ip_filter::cidr_list(&cfg.trusted_proxies, "trusted_proxies", &mut issues);
+    let trusted_proxies =
+        crate::policy::ip_filter::cidr_list(&cfg.trusted_proxies, "trusted_proxies", &mut issues);
     let old: HashMap<&str, &Arc<crate::upstream::Group>> = previous
         .map(|p| p.groups.iter().map(|g| (&*g.name, g)).collect())
         .unwrap_or_default();
@@ -47,8 +48,14 @@ pub fn compile(cfg: &FileConfig, previous: Option<&Snapshot>) -> Result<Snapshot
         let prev = old.get(name.as_str()).copied();
         let built = match prev {
             Some(g) if g.config == *ucfg => Some(Arc::clone(g)),
-            _ => upstream::group(name, ucfg, prev.map(|g| &**g), previous.is_some(), &mut issues)
-                .map(Arc::new),
+            _ => upstream::group(
+                name,
+                ucfg,
+                prev.map(|g| &**g),
+                previous.is_some(),
+                &mut issues,
+            )
+            .map(Arc::new),
         };
         if let Some(g) = built {
             index.insert(name.as_str(), groups.len());

@@ -17,7 +17,7 @@ use crate::policy::redirect::Redirect;
 use crate::policy::rewrite::PathRewrite;
 use crate::policy::{Chain, Policy};
 use crate::router::{HostMatch, Matcher};
-use crate::snapshot::{Action, CompiledRoute, Route, RetryOn as Retry};
+use crate::snapshot::{Action, CompiledRoute, RetryOn as Retry, Route};
 use crate::upstream::Group;
 use crate::values::{method_bit, Timeouts, MAX_RETRIES, METHODS};
 use bytes::Bytes;
@@ -45,9 +45,17 @@ pub(super) fn compile(
     let matcher = matcher(ctx, r, &base, issues);
     let (action, base_timeouts) = action(ctx, r, &base, issues);
     let policies = policies(r, &name, &base, issues);
-    let timeouts = timeouts(base_timeouts, r.timeouts.as_ref(), &format!("{base}.timeouts"), issues);
+    let timeouts = timeouts(
+        base_timeouts,
+        r.timeouts.as_ref(),
+        &format!("{base}.timeouts"),
+        issues,
+    );
     if r.retries.is_some_and(|n| n > MAX_RETRIES) {
-        issues.push(Issue::new(format!("{base}.retries"), format!("at most {MAX_RETRIES}")));
+        issues.push(Issue::new(
+            format!("{base}.retries"),
+            format!("at most {MAX_RETRIES}"),
+        ));
     }
     let retry_on = r.retry_on.clone().unwrap_or_default();
     if issues.len() != before {
@@ -114,7 +122,10 @@ fn matcher(ctx: &Context<'_>, r: &RouteConfig, base: &str, issues: &mut Vec<Issu
     };
     if let Some(p) = &m.path_prefix {
         if !p.starts_with('/') {
-            issues.push(Issue::new(format!("{base}.match.path_prefix"), "must start with \"/\""));
+            issues.push(Issue::new(
+                format!("{base}.match.path_prefix"),
+                "must start with \"/\"",
+            ));
         } else if crate::path::normalize(p).map(|n| n != *p).unwrap_or(true) {
             issues.push(Issue::new(
                 format!("{base}.match.path_prefix"),
@@ -124,7 +135,10 @@ fn matcher(ctx: &Context<'_>, r: &RouteConfig, base: &str, issues: &mut Vec<Issu
     }
     let methods = m.methods.as_ref().map(|ms| {
         if ms.is_empty() {
-            issues.push(Issue::new(format!("{base}.match.methods"), "must list at least one method"));
+            issues.push(Issue::new(
+                format!("{base}.match.methods"),
+                "must list at least one method",
+            ));
         }
         let mut mask = 0u16;
         for (j, meth) in ms.iter().enumerate() {
@@ -169,10 +183,14 @@ fn action(
     base: &str,
     issues: &mut Vec<Issue>,
 ) -> (Option<Action>, Timeouts) {
-    let count = [r.upstream.is_some(), r.respond.is_some(), r.redirect.is_some()]
-        .iter()
-        .filter(|x| **x)
-        .count();
+    let count = [
+        r.upstream.is_some(),
+        r.respond.is_some(),
+        r.redirect.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     if count != 1 {
         issues.push(Issue::new(
             base,
@@ -210,11 +228,17 @@ fn action(
         return (None, Timeouts::default());
     };
     if !(200..=599).contains(&resp.status) {
-        issues.push(Issue::new(format!("{base}.respond.status"), "must be 200..=599"));
+        issues.push(Issue::new(
+            format!("{base}.respond.status"),
+            "must be 200..=599",
+        ));
     }
     let content_type = resp.content_type.as_deref().unwrap_or("text/plain");
     let Ok(content_type) = http::HeaderValue::from_str(content_type) else {
-        issues.push(Issue::new(format!("{base}.respond.content_type"), "invalid header value"));
+        issues.push(Issue::new(
+            format!("{base}.respond.content_type"),
+            "invalid header value",
+        ));
         return (None, Timeouts::default());
     };
     let action = Action::Respond {

@@ -1525,3 +1525,25 @@ upstreams:
         )]
     );
 }
+
+#[test]
+fn a_connection_belongs_to_its_listener_or_to_none() {
+    let yaml = "\
+listeners:
+  - { name: a, address: \"[::1]:8080\" }
+  - { name: b, address: \"0.0.0.0:8080\" }
+  - { name: c, address: \"127.0.0.2:9090\" }
+routes:
+  - respond: { status: 200 }
+";
+    let cfg = load_ok(yaml);
+    let snap = super::compile(&cfg, None).unwrap();
+    let at = |s: &str| snap.listener_index(Some(s.parse().unwrap()));
+    assert_eq!(at("[::1]:8080"), Some(0));
+    assert_eq!(at("127.0.0.1:8080"), Some(1));
+    assert_eq!(at("127.0.0.2:9090"), Some(2));
+    // No wildcard of that family, no exact address: fail closed.
+    assert_eq!(at("[::2]:8080"), None);
+    assert_eq!(at("127.0.0.1:9090"), None);
+    assert_eq!(snap.listener_index(None), None);
+}

@@ -36,7 +36,12 @@ pub(super) fn group(
     }
     let backends = backends(u, &base, issues);
     let hash_key = hash_key(u, &base, issues);
-    let timeouts = timeouts(Timeouts::default(), u.timeouts.as_ref(), &format!("{base}.timeouts"), issues);
+    let timeouts = timeouts(
+        Timeouts::default(),
+        u.timeouts.as_ref(),
+        &format!("{base}.timeouts"),
+        issues,
+    );
     if let Some(h) = &u.health_check {
         check_health(h, &format!("{base}.health_check"), issues);
     }
@@ -44,23 +49,35 @@ pub(super) fn group(
         Some(h) => match http::HeaderValue::from_str(h) {
             Ok(v) => Some(v),
             Err(_) => {
-                issues.push(Issue::new(format!("{base}.host_header"), "invalid header value"));
+                issues.push(Issue::new(
+                    format!("{base}.host_header"),
+                    "invalid header value",
+                ));
                 None
             }
         },
         None => None,
     };
-    let breaker = u.circuit_breaker.as_ref().and_then(|c| {
+    let breaker = u.circuit_breaker.as_ref().map(|c| {
         let path = format!("{base}.circuit_breaker");
         let threshold = c.consecutive_failures.unwrap_or(BREAKER_FAILURES);
         let open_for = c.open_for.map_or(BREAKER_OPEN_FOR, |d| d.0);
         if threshold == 0 {
-            issues.push(Issue::new(format!("{path}.consecutive_failures"), "must be at least 1"));
+            issues.push(Issue::new(
+                format!("{path}.consecutive_failures"),
+                "must be at least 1",
+            ));
         }
         if open_for.is_zero() {
-            issues.push(Issue::new(format!("{path}.open_for"), "must be greater than 0"));
+            issues.push(Issue::new(
+                format!("{path}.open_for"),
+                "must be greater than 0",
+            ));
         }
-        Some(BreakerSpec { threshold, open_for })
+        BreakerSpec {
+            threshold,
+            open_for,
+        }
     });
     let sticky = u.sticky.as_ref().and_then(|s| {
         let ok = !s.cookie.is_empty()
@@ -131,7 +148,9 @@ fn hash_key(u: &UpstreamConfig, base: &str, issues: &mut Vec<Issue>) -> HashKey 
         (Some(k), Algorithm::ConsistentHash) => HashKey::parse(k).unwrap_or_else(|| {
             issues.push(Issue::new(
                 format!("{base}.hash_key"),
-                format!("invalid hash_key {k:?}; write client_ip, header:NAME, cookie:NAME or path"),
+                format!(
+                    "invalid hash_key {k:?}; write client_ip, header:NAME, cookie:NAME or path"
+                ),
             ));
             HashKey::ClientIp
         }),
@@ -183,7 +202,10 @@ fn check_dns(dns: &DnsDiscovery, base: &str, issues: &mut Vec<Issue>) {
         issues.push(Issue::new(format!("{base}.port"), "must be 1..=65535"));
     }
     if dns.refresh.is_some_and(|r| r.0.is_zero()) {
-        issues.push(Issue::new(format!("{base}.refresh"), "must be greater than 0"));
+        issues.push(Issue::new(
+            format!("{base}.refresh"),
+            "must be greater than 0",
+        ));
     }
     if let Some(r) = &dns.resolver {
         if r.parse::<SocketAddr>().is_err() {
@@ -199,7 +221,10 @@ fn check_health(h: &HealthCheckConfig, base: &str, issues: &mut Vec<Issue>) {
     let interval = h.interval.map_or(HEALTH_INTERVAL, |d| d.0);
     let timeout = h.timeout.map_or(HEALTH_TIMEOUT, |d| d.0);
     if interval.is_zero() {
-        issues.push(Issue::new(format!("{base}.interval"), "must be greater than 0"));
+        issues.push(Issue::new(
+            format!("{base}.interval"),
+            "must be greater than 0",
+        ));
     }
     if timeout.is_zero() || timeout >= interval {
         issues.push(Issue::new(
@@ -228,7 +253,10 @@ fn check_health(h: &HealthCheckConfig, base: &str, issues: &mut Vec<Issue>) {
     }
     if let Some(p) = &h.path {
         if !p.starts_with('/') || http::uri::PathAndQuery::try_from(p.as_str()).is_err() {
-            issues.push(Issue::new(format!("{base}.path"), "must be a path starting with \"/\""));
+            issues.push(Issue::new(
+                format!("{base}.path"),
+                "must be a path starting with \"/\"",
+            ));
         }
     }
     if let Some(host) = &h.host {
@@ -239,7 +267,10 @@ fn check_health(h: &HealthCheckConfig, base: &str, issues: &mut Vec<Issue>) {
     if let Some(list) = &h.expect_status {
         for (i, s) in list.iter().enumerate() {
             if !(100..=599).contains(s) {
-                issues.push(Issue::new(format!("{base}.expect_status[{i}]"), "must be 100..=599"));
+                issues.push(Issue::new(
+                    format!("{base}.expect_status[{i}]"),
+                    "must be 100..=599",
+                ));
             }
         }
     }

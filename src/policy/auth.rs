@@ -53,15 +53,19 @@ impl Auth {
             }
         }
         if cfg.api_keys.as_ref().is_some_and(|k| k.is_empty()) {
-            issues.push(Issue::new(format!("{base}.api_keys"), "list at least one key"));
+            issues.push(Issue::new(
+                format!("{base}.api_keys"),
+                "list at least one key",
+            ));
         }
-        let header = match HeaderName::from_bytes(cfg.header.as_deref().unwrap_or("x-api-key").as_bytes()) {
-            Ok(h) => h,
-            Err(_) => {
-                issues.push(Issue::new(format!("{base}.header"), "invalid header name"));
-                HeaderName::from_static("x-api-key")
-            }
-        };
+        let header =
+            match HeaderName::from_bytes(cfg.header.as_deref().unwrap_or("x-api-key").as_bytes()) {
+                Ok(h) => h,
+                Err(_) => {
+                    issues.push(Issue::new(format!("{base}.header"), "invalid header name"));
+                    HeaderName::from_static("x-api-key")
+                }
+            };
         let mut challenge = None;
         let basic = cfg.basic.as_ref().map(|b| {
             for (user, hash) in &b.users {
@@ -120,7 +124,8 @@ impl Auth {
             let bearer = h
                 .get(AUTHORIZATION)
                 .and_then(|a| strip_scheme(a.as_bytes(), b"bearer"));
-            if from_header.is_some_and(|k| self.key_ok(k)) || bearer.is_some_and(|k| self.key_ok(k)) {
+            if from_header.is_some_and(|k| self.key_ok(k)) || bearer.is_some_and(|k| self.key_ok(k))
+            {
                 return Decision::Continue;
             }
         }
@@ -180,9 +185,10 @@ impl Basic {
             return true;
         }
         let password = decoded[colon + 1..].to_vec();
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-            .await
-            .unwrap_or(false);
+        let ok =
+            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+                .await
+                .unwrap_or(false);
         if ok {
             if let Ok(mut p) = self.passed.lock() {
                 if p.len() >= CACHE_MAX {

@@ -147,10 +147,7 @@ mod tests {
             query: Some("q=1"),
             request_uri: "/x?q=1",
         };
-        assert_eq!(
-            r.location(&f).unwrap(),
-            "https://a.test/x?q=1#http:/x?q=1"
-        );
+        assert_eq!(r.location(&f).unwrap(), "https://a.test/x?q=1#http:/x?q=1");
         assert!(parse("/$nope").is_err());
     }
 }

@@ -79,6 +79,7 @@ fn has_alternative(session: &Session, ctx: &Ctx) -> bool {
 /// What the request phase decided, with nothing borrowed from the session.
 enum Next {
     Answer(Answer),
+    Close,
     Proxy,
     Respond(u16, Bytes, HeaderValue),
 }
@@ -111,8 +112,12 @@ impl Proxy {
             .or_else(|| req.headers.get(header::HOST).map(|h| h.as_bytes()))
             .unwrap_or(b"");
         let host = normalize_host(raw_host, &mut host_buf);
-        let listener =
-            snap.listener_index(session.server_addr().and_then(|a| a.as_inet()).copied());
+        let local = session.server_addr().and_then(|a| a.as_inet()).copied();
+        let Some(listener) = snap.listener_index(local) else {
+            // Fail closed: no route of any listener answers it.
+            log::warn!("connection on {local:?} matches no listener; closing it");
+            return Next::Close;
+        };
         let index = match snap
             .router
             .find(listener, host, &path, &req.method, &req.headers)
@@ -193,6 +198,11 @@ impl ProxyHttp for Proxy {
         }
         match self.route_request(session, ctx).await {
             Next::Proxy => Ok(false),
+            Next::Close => Error::e_explain(
+                ErrorType::ConnectionClosed,
+                "the accepting listener is unknown",
+            )
+            .map_err(|e| e.into_down()),
             Next::Answer(a) => {
                 respond_answer(session, ctx, a.status, a.header, a.body).await?;
                 Ok(true)
@@ -389,8 +399,7 @@ impl ProxyHttp for Proxy {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let code = status_for(e);
         if code > 0 && session.response_written().is_none() {
-            let extra = (code == 503)
-                .then(|| (header::RETRY_AFTER, HeaderValue::from_static("1")));
+            let extra = (code == 503).then(|| (header::RETRY_AFTER, HeaderValue::from_static("1")));
             session.set_keepalive(None);
             if let Err(err) = respond_answer(session, ctx, code, extra, None).await {
                 log::debug!("could not send the {code} answer: {err}");

@@ -114,7 +114,11 @@ impl BreakerState {
             self.failures.store(0, Relaxed);
         }
         if self.state.load(Acquire) != CLOSED && self.state.swap(CLOSED, AcqRel) != CLOSED {
-            log::info!("circuit for backend {} in {} is CLOSED (trial request succeeded)", who.0, who.1);
+            log::info!(
+                "circuit for backend {} in {} is CLOSED (trial request succeeded)",
+                who.0,
+                who.1
+            );
         }
     }
 
@@ -124,7 +128,11 @@ impl BreakerState {
         if trial {
             self.opened_at_ms.store(now_ms(), Relaxed);
             self.state.store(OPEN, Release);
-            log::info!("circuit for backend {} in {} is OPEN again (trial request failed)", who.0, who.1);
+            log::info!(
+                "circuit for backend {} in {} is OPEN again (trial request failed)",
+                who.0,
+                who.1
+            );
             return;
         }
         let n = self.failures.fetch_add(1, Relaxed) + 1;

@@ -313,10 +313,8 @@ impl Group {
             Algorithm::ConsistentHash => Balancer::ConsistentHash(make_lb(set, &registry, None)),
             Algorithm::IpHash => Balancer::IpHash(make_lb(set, &registry, None)),
         };
-        let gated = spec.breaker.is_some()
-            || backends
-                .values()
-                .any(|b| b.shared.probation.load(Relaxed));
+        let gated =
+            spec.breaker.is_some() || backends.values().any(|b| b.shared.probation.load(Relaxed));
         let sticky = spec
             .sticky
             .as_deref()

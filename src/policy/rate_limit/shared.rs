@@ -103,7 +103,11 @@ impl Conn {
             let cfg = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(CONNECT_TIMEOUT)
                 .set_response_timeout(CONNECT_TIMEOUT);
-            match me.client.get_multiplexed_async_connection_with_config(&cfg).await {
+            match me
+                .client
+                .get_multiplexed_async_connection_with_config(&cfg)
+                .await
+            {
                 Ok(c) => {
                     me.conn.store(Some(Arc::new(c)));
                     me.ever_connected.store(true, Relaxed);
@@ -163,7 +167,10 @@ impl SharedLimit {
     ) -> Option<SharedLimit> {
         let timeout = cfg.timeout.map_or(DEFAULT_TIMEOUT, |d| d.0);
         if timeout.is_zero() {
-            issues.push(Issue::new(format!("{base}.timeout"), "must be greater than 0"));
+            issues.push(Issue::new(
+                format!("{base}.timeout"),
+                "must be greater than 0",
+            ));
         }
         let client = match redis::Client::open(cfg.redis.as_str()) {
             Ok(c) => c,
