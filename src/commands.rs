@@ -116,7 +116,13 @@ pub fn explain(path: &Path, args: &ExplainArgs) -> i32 {
     };
     let mut buf = [0u8; 256];
     let host = normalize_host(args.host.as_bytes(), &mut buf);
-    match snap.router.find(listener, host, &norm, &method, &headers) {
+    match snap.router.find(
+        listener,
+        host,
+        &crate::path::match_form(&norm),
+        &method,
+        &headers,
+    ) {
         Match::Found(i) => {
             let Some(r) = snap.routes.get(i) else {
                 return 1;

@@ -18,6 +18,35 @@ pub enum PathError {
     AboveRoot,
     /// A `%` not followed by two hex digits.
     BadEscape,
+    /// A path backends read differently: a `\` (or `%5C`), or a `.;…` or
+    /// `..;…` segment (Java servers treat those as dot segments).
+    Ambiguous,
+}
+
+/// Whether a path holds a `\` or a `.;…` / `..;…` segment.
+fn ambiguous(path: &[u8]) -> bool {
+    path.iter().enumerate().any(|(i, &c)| {
+        c == b'\\'
+            || (c == b'/'
+                && (path[i + 1..].starts_with(b".;") || path[i + 1..].starts_with(b"..;")))
+    })
+}
+
+/// The form of a normalized path used for matching: each segment's `;`
+/// parameters removed (`/admin;x/y` → `/admin/y`), so they cannot change
+/// which route a request matches. Borrowed when there is no `;`.
+pub fn match_form(path: &str) -> Cow<'_, str> {
+    if !path.contains(';') {
+        return Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(seg.split(';').next().unwrap_or(""));
+    }
+    Cow::Owned(out)
 }
 
 fn needs_work(path: &[u8]) -> bool {
@@ -60,6 +89,9 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
         return Err(PathError::NotAbsolute);
     }
     if !needs_work(bytes) {
+        if ambiguous(bytes) {
+            return Err(PathError::Ambiguous);
+        }
         return Ok(Cow::Borrowed(path));
     }
     // 1. decode unreserved escapes, keep others (hex upper-cased).
@@ -78,6 +110,9 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
             let v = h * 16 + l;
             if v == b'/' || v == 0 {
                 return Err(PathError::EncodedSlashOrNul);
+            }
+            if v == b'\\' {
+                return Err(PathError::Ambiguous);
             }
             if is_unreserved(v) {
                 decoded.push(v as char);
@@ -112,6 +147,9 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     }
     if out.is_empty() || trailing {
         out.push('/');
+    }
+    if ambiguous(out.as_bytes()) {
+        return Err(PathError::Ambiguous);
     }
     Ok(Cow::Owned(out))
 }
@@ -148,5 +186,12 @@ mod tests {
         assert_eq!(normalize("/../x"), Err(PathError::AboveRoot));
         assert_eq!(normalize("/%zz"), Err(PathError::BadEscape));
         assert_eq!(normalize("x"), Err(PathError::NotAbsolute));
+        assert_eq!(normalize("/a\\b"), Err(PathError::Ambiguous));
+        assert_eq!(normalize("/a%5cb"), Err(PathError::Ambiguous));
+        assert_eq!(normalize("/admin/..;/x"), Err(PathError::Ambiguous));
+        assert_eq!(normalize("/.;x/admin"), Err(PathError::Ambiguous));
+        assert_eq!(normalize("//a/%2e%2e;/b"), Err(PathError::Ambiguous));
+        assert_eq!(match_form("/admin;a/x;b=1"), "/admin/x");
+        assert!(matches!(match_form("/admin/x"), Cow::Borrowed(_)));
     }
 }

@@ -118,10 +118,13 @@ impl Proxy {
             log::warn!("connection on {local:?} matches no listener; closing it");
             return Next::Close;
         };
-        let index = match snap
-            .router
-            .find(listener, host, &path, &req.method, &req.headers)
-        {
+        let index = match snap.router.find(
+            listener,
+            host,
+            &crate::path::match_form(&path),
+            &req.method,
+            &req.headers,
+        ) {
             Match::Found(i) => i,
             Match::MethodNotAllowed(mask) => {
                 let allow = HeaderValue::from_str(&allow_header(mask))

@@ -37,6 +37,7 @@ struct Shared {
     delay_nanos: AtomicU64,
     status: AtomicU16,
     requests: AtomicUsize,
+    received: AtomicUsize,
     in_flight: AtomicUsize,
     cancelled: AtomicUsize,
 }
@@ -81,6 +82,7 @@ impl TestBackend {
             delay_nanos: AtomicU64::new(duration_nanos(opts.delay)),
             status: AtomicU16::new(opts.status),
             requests: AtomicUsize::new(0),
+            received: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             cancelled: AtomicUsize::new(0),
         });
@@ -137,6 +139,12 @@ impl TestBackend {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
+    /// Request heads received (counted as soon as a head is parsed, before
+    /// its body is read and whether or not an answer follows).
+    pub fn received(&self) -> usize {
+        self.shared.received.load(Ordering::SeqCst)
+    }
+
     /// Requests currently being handled (head read, answer not yet written).
     pub fn in_flight(&self) -> usize {
         self.shared.in_flight.load(Ordering::SeqCst)
@@ -147,9 +155,10 @@ impl TestBackend {
         self.shared.cancelled.load(Ordering::SeqCst)
     }
 
-    /// Resets the `requests` and `cancelled` counters to zero.
+    /// Resets the `requests`, `received` and `cancelled` counters to zero.
     pub fn reset_counts(&self) {
         self.shared.requests.store(0, Ordering::SeqCst);
+        self.shared.received.store(0, Ordering::SeqCst);
         self.shared.cancelled.store(0, Ordering::SeqCst);
     }
 
@@ -409,6 +418,7 @@ async fn handle_conn(stream: TcpStream, shared: Arc<Shared>) {
             let _ = conn.stream.write_all(BAD_REQUEST).await;
             return;
         };
+        shared.received.fetch_add(1, Ordering::SeqCst);
         let in_flight = InFlight::new(&shared);
 
         // Request body: chunked or Content-Length (read and discarded).

@@ -11,6 +11,8 @@
 pub mod backend;
 /// Blocking raw HTTP/1.1 client helpers over `std::net::TcpStream`.
 pub mod client;
+/// A throw-away `redis-server` child process (for shared rate limits).
+pub mod redis;
 /// Running the real `weir` binary as a child process.
 pub mod weir;
 
