@@ -1547,3 +1547,142 @@ routes:
     assert_eq!(at("127.0.0.1:9090"), None);
     assert_eq!(snap.listener_index(None), None);
 }
+
+/// A config with one route carrying `policy` (indented as route keys).
+macro_rules! route_with {
+    ($policy:literal) => {
+        concat!(
+            "listeners:\n  - { name: web, address: 127.0.0.1:8080 }\nroutes:\n  - upstream: api\n",
+            $policy,
+            "upstreams:\n  api: { backends: [127.0.0.1:9000] }\n"
+        )
+    };
+}
+
+#[test]
+fn policy_rules() {
+    check(&[
+        Case {
+            name: "rate limit of zero",
+            yaml: route_with!("    rate_limit: { requests_per_second: 0 }\n"),
+            line: 5,
+            col: 40,
+            path: "routes[0].rate_limit.requests_per_second",
+            message: &["at least 1"],
+        },
+        Case {
+            name: "rate limit key",
+            yaml: route_with!("    rate_limit: { requests_per_second: 5, key: cookie:x }\n"),
+            line: 5,
+            col: 48,
+            path: "routes[0].rate_limit.key",
+            message: &["client_ip or header:NAME"],
+        },
+        Case {
+            name: "unknown rate limit key",
+            yaml: route_with!("    rate_limit: { requests_per_second: 5, burst: 9 }\n"),
+            line: 5,
+            col: 43,
+            path: "routes[0].rate_limit.burst",
+            message: &["unknown key"],
+        },
+        Case {
+            name: "redis url",
+            yaml: route_with!(
+                "    rate_limit: { requests_per_second: 5, shared: { redis: \"http://x\" } }\n"
+            ),
+            line: 5,
+            col: 60,
+            path: "routes[0].rate_limit.shared.redis",
+            message: &["invalid Redis URL"],
+        },
+        Case {
+            name: "empty api key",
+            yaml: route_with!("    auth: { api_keys: [\"\"] }\n"),
+            line: 5,
+            col: 24,
+            path: "routes[0].auth.api_keys[0]",
+            message: &["must not be empty"],
+        },
+        Case {
+            name: "not a bcrypt hash",
+            yaml: route_with!("    auth: { basic: { users: { alice: secret } } }\n"),
+            line: 5,
+            col: 38,
+            path: "routes[0].auth.basic.users.alice",
+            message: &["not a bcrypt hash"],
+        },
+        Case {
+            name: "auth without a method",
+            yaml: route_with!("    auth: { hide_credentials: true }\n"),
+            line: 5,
+            col: 11,
+            path: "routes[0].auth",
+            message: &["needs api_keys or basic"],
+        },
+        Case {
+            name: "bad CIDR",
+            yaml: route_with!("    deny_ips: [10.0.0.0/8, 10.0.0.0/99]\n"),
+            line: 5,
+            col: 28,
+            path: "routes[0].deny_ips[1]",
+            message: &["invalid address or CIDR"],
+        },
+        Case {
+            name: "bad size",
+            yaml: route_with!("    max_body_size: 10QB\n"),
+            line: 5,
+            col: 20,
+            path: "routes[0].max_body_size",
+            message: &["invalid size"],
+        },
+        Case {
+            name: "redirect status",
+            yaml: "listeners:\n  - { name: web, address: 127.0.0.1:8080 }\nroutes:\n  - redirect: { to: /x, status: 200 }\n",
+            line: 4,
+            col: 33,
+            path: "routes[0].redirect.status",
+            message: &["301, 302, 303, 307 or 308"],
+        },
+        Case {
+            name: "redirect variable",
+            yaml: "listeners:\n  - { name: web, address: 127.0.0.1:8080 }\nroutes:\n  - redirect: { to: \"/$uri\" }\n",
+            line: 4,
+            col: 21,
+            path: "routes[0].redirect.to",
+            message: &["unknown variable $uri"],
+        },
+        Case {
+            name: "two actions",
+            yaml: "listeners:\n  - { name: web, address: 127.0.0.1:8080 }\nroutes:\n  - { respond: { status: 200 }, redirect: { to: /x } }\n",
+            line: 4,
+            col: 5,
+            path: "routes[0]",
+            message: &["exactly one action"],
+        },
+        Case {
+            name: "circuit breaker of zero",
+            yaml: "listeners:\n  - { name: web, address: 127.0.0.1:8080 }\nroutes:\n  - upstream: api\nupstreams:\n  api:\n    backends: [127.0.0.1:9000]\n    circuit_breaker: { consecutive_failures: 0 }\n",
+            line: 8,
+            col: 46,
+            path: "upstreams.api.circuit_breaker.consecutive_failures",
+            message: &["at least 1"],
+        },
+        Case {
+            name: "sticky cookie name",
+            yaml: "listeners:\n  - { name: web, address: 127.0.0.1:8080 }\nroutes:\n  - upstream: api\nupstreams:\n  api:\n    backends: [127.0.0.1:9000]\n    sticky: { cookie: \"a b\" }\n",
+            line: 8,
+            col: 23,
+            path: "upstreams.api.sticky.cookie",
+            message: &["invalid cookie name"],
+        },
+        Case {
+            name: "respond 1xx",
+            yaml: "listeners:\n  - { name: web, address: 127.0.0.1:8080 }\nroutes:\n  - respond: { status: 101 }\n",
+            line: 4,
+            col: 24,
+            path: "routes[0].respond.status",
+            message: &["200..=599"],
+        },
+    ]);
+}
