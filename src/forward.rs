@@ -15,6 +15,14 @@ pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-
 /// `x-forwarded-host`.
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+/// Headers some backends take as the client's identity or the real URL:
+/// dropped when they come from an untrusted peer.
+static IDENTITY: [HeaderName; 4] = [
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+];
 /// Puts `te: trailers` back on the upstream request when the client sent it.
 ///
 /// Pingora itself strips hop-by-hop headers (and those the client named in
@@ -33,8 +41,10 @@ pub fn keep_te_trailers(downstream: &RequestHeader, upstream: &mut RequestHeader
 }
 
 /// Sets `X-Forwarded-For/Proto/Host`. From a trusted proxy the client's
-/// `X-Forwarded-For` is extended; from anyone else incoming `X-Forwarded-*`
-/// and `Forwarded` are replaced by what the connection shows.
+/// `X-Forwarded-For` (every line of it, in order) is extended; from anyone
+/// else incoming `X-Forwarded-*`, `Forwarded`, `X-Real-IP`,
+/// `True-Client-IP`, `X-Original-URL` and `X-Rewrite-URL` are dropped and
+/// the forwarding headers rebuilt from what the connection shows.
 pub fn set_forwarded(
     req: &mut RequestHeader,
     peer: Option<IpAddr>,
@@ -52,20 +62,27 @@ pub fn set_forwarded(
         }
         None => b"",
     };
-    let xff = match req.headers.get(&X_FORWARDED_FOR) {
-        Some(prev) if trusted && !prev.is_empty() => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + peer_text.len());
-            v.extend_from_slice(prev.as_bytes());
-            v.extend_from_slice(b", ");
+    let xff = match trusted && req.headers.contains_key(&X_FORWARDED_FOR) {
+        true => {
+            let mut v = Vec::with_capacity(64);
+            for line in req.headers.get_all(&X_FORWARDED_FOR) {
+                if !line.is_empty() {
+                    v.extend_from_slice(line.as_bytes());
+                    v.extend_from_slice(b", ");
+                }
+            }
             v.extend_from_slice(peer_text);
             HeaderValue::from_bytes(&v).ok()
         }
-        _ => HeaderValue::from_bytes(peer_text).ok(),
+        false => HeaderValue::from_bytes(peer_text).ok(),
     };
     if !trusted {
         req.remove_header(&FORWARDED);
         req.remove_header(&X_FORWARDED_HOST);
         req.remove_header(&X_FORWARDED_PROTO);
+        for h in &IDENTITY {
+            req.remove_header(h);
+        }
     }
     if let Some(v) = xff {
         let _ = req.insert_header(X_FORWARDED_FOR.clone(), v);
@@ -81,31 +98,33 @@ pub fn set_forwarded(
 }
 
 /// The client address: the socket peer, or from a trusted peer the
-/// rightmost `X-Forwarded-For` entry that is not itself trusted.
+/// rightmost `X-Forwarded-For` entry that is not itself trusted, reading
+/// every line of a repeated header in order (a proxy that appends its own
+/// line puts the nearest hop last). An entry that is not an address stops
+/// the walk at the last trusted hop.
 pub fn client_ip(
     req: &RequestHeader,
     peer: Option<IpAddr>,
     is_trusted: impl Fn(IpAddr) -> bool,
 ) -> Option<IpAddr> {
-    let peer = peer?;
+    let peer = peer?.to_canonical();
     if !is_trusted(peer) {
         return Some(peer);
     }
-    let Some(xff) = req
-        .headers
-        .get(&X_FORWARDED_FOR)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return Some(peer);
-    };
-    for part in xff.rsplit(',') {
-        match part.trim().parse::<IpAddr>() {
-            Ok(ip) if !is_trusted(ip) => return Some(ip),
-            Ok(_) => continue,
-            Err(_) => break,
+    let mut nearest = peer;
+    for line in req.headers.get_all(&X_FORWARDED_FOR).iter().rev() {
+        let Ok(text) = line.to_str() else {
+            return Some(nearest);
+        };
+        for part in text.rsplit(',') {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) if !is_trusted(ip) => return Some(ip.to_canonical()),
+                Ok(ip) => nearest = ip,
+                Err(_) => return Some(nearest),
+            }
         }
     }
-    Some(peer)
+    Some(nearest)
 }
 
 /// Whether an incoming `x-request-id` may be kept: 1–128 of `[A-Za-z0-9._:-]`.
@@ -177,5 +196,47 @@ mod tests {
         );
         let untrusted = Some("8.8.8.8".parse().unwrap());
         assert_eq!(client_ip(&req, untrusted, trusted), untrusted);
+    }
+
+    #[test]
+    fn every_line_of_a_repeated_x_forwarded_for_counts() {
+        // The client claims 6.6.6.6; the trusted proxy appended its own line
+        // with the address it saw (5.5.5.5).
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("x-forwarded-for", "6.6.6.6").unwrap();
+        req.append_header("x-forwarded-for", "5.5.5.5").unwrap();
+        let trusted = |ip: IpAddr| ip.to_string().starts_with("10.");
+        let peer = Some("10.0.0.1".parse().unwrap());
+        assert_eq!(
+            client_ip(&req, peer, trusted),
+            Some("5.5.5.5".parse().unwrap())
+        );
+        set_forwarded(&mut req, peer, true, None);
+        assert_eq!(
+            req.headers.get("x-forwarded-for").unwrap(),
+            "6.6.6.6, 5.5.5.5, 10.0.0.1"
+        );
+    }
+
+    #[test]
+    fn identity_headers_from_untrusted_peers_are_dropped() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for h in [
+            "x-real-ip",
+            "true-client-ip",
+            "x-original-url",
+            "x-rewrite-url",
+        ] {
+            req.append_header(h, "1.1.1.1").unwrap();
+        }
+        set_forwarded(&mut req, Some("8.8.8.8".parse().unwrap()), false, None);
+        for h in [
+            "x-real-ip",
+            "true-client-ip",
+            "x-original-url",
+            "x-rewrite-url",
+        ] {
+            assert!(req.headers.get(h).is_none(), "{h} kept");
+        }
     }
 }

@@ -111,10 +111,13 @@ impl Policy {
             Policy::RateLimit(p) => p.request(v).await,
             Policy::Auth(p) => p.request(v).await,
             Policy::BodyLimit(p) => p.request(v, st),
-            Policy::Rewrite(p) => {
-                st.upstream_uri = p.upstream_uri(v.req, v.path);
-                Decision::Continue
-            }
+            Policy::Rewrite(p) => match p.upstream_uri(v.req, v.path) {
+                Ok(uri) => {
+                    st.upstream_uri = uri;
+                    Decision::Continue
+                }
+                Err(rewrite::InvalidRewrite) => Decision::Respond(Answer::status(500)),
+            },
             Policy::RequestHeaders(_) | Policy::ResponseHeaders(_) => Decision::Continue,
         }
     }

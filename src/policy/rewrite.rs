@@ -8,6 +8,10 @@ use pingora_http::RequestHeader;
 use regex::Regex;
 use std::borrow::Cow;
 
+/// A rewrite produced something that is not a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidRewrite;
+
 /// A route's path rewrite.
 #[derive(Debug, Clone)]
 pub enum PathRewrite {
@@ -59,17 +63,26 @@ impl PathRewrite {
         }
     }
 
-    /// The URI to send upstream, when it differs from the request's.
-    pub fn upstream_uri(&self, req: &RequestHeader, path: &str) -> Option<http::Uri> {
+    /// The URI to send upstream: `Ok(None)` when it is the request's own,
+    /// an error when the rewritten path is not a valid request-target
+    /// (answered 500: the raw path is never forwarded instead).
+    pub fn upstream_uri(
+        &self,
+        req: &RequestHeader,
+        path: &str,
+    ) -> Result<Option<http::Uri>, InvalidRewrite> {
         let new_path = self.apply(path);
         if new_path == req.uri.path() {
-            return None;
+            return Ok(None);
         }
         let pq = match req.uri.query() {
             Some(q) => format!("{new_path}?{q}"),
             None => new_path.into_owned(),
         };
-        pq.parse().ok()
+        if !pq.starts_with('/') {
+            return Err(InvalidRewrite);
+        }
+        pq.parse().map(Some).map_err(|_| InvalidRewrite)
     }
 
     /// The upstream path for `path`; borrowed when unchanged.
@@ -102,6 +115,18 @@ mod tests {
         assert_eq!(s.apply("/v1/x"), "/x");
         let s = PathRewrite::StripPrefix("/v1/".into());
         assert_eq!(s.apply("/v1/x"), "/x");
+    }
+
+    #[test]
+    fn a_rewrite_to_an_invalid_path_is_an_error() {
+        let r = PathRewrite::Regex(Regex::new("^/(.*)").unwrap(), "/$1 x".into());
+        let req = RequestHeader::build("GET", b"/a", None).unwrap();
+        assert_eq!(r.upstream_uri(&req, "/a"), Err(InvalidRewrite));
+        let ok = PathRewrite::Regex(Regex::new("^/(.*)").unwrap(), "/v2/$1".into());
+        assert_eq!(
+            ok.upstream_uri(&req, "/a").unwrap().unwrap().path(),
+            "/v2/a"
+        );
     }
 
     #[test]

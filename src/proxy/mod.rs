@@ -10,6 +10,7 @@ mod answers;
 mod ctx;
 mod record;
 mod select;
+mod shape;
 
 use crate::access_log::AccessLog;
 use crate::forward;
@@ -101,7 +102,16 @@ impl Proxy {
         let snap = ctx.snap.clone();
         ctx.peer_trusted = peer.is_some_and(|p| snap.is_trusted(p));
         ctx.client = forward::client_ip(req, peer, |ip| snap.is_trusted(ip));
-        let Ok(path) = crate::path::normalize(req.uri.path()) else {
+        // `OPTIONS *` is matched as `/` and forwarded as sent.
+        let (raw_path, asterisk) = match shape::target(req) {
+            Some(shape::Target::Path) => (req.uri.path(), false),
+            Some(shape::Target::Asterisk) => ("/", true),
+            None => return Next::Answer(Answer::status(400)),
+        };
+        if !shape::host_ok(req) {
+            return Next::Answer(Answer::status(400));
+        }
+        let Ok(path) = crate::path::normalize(raw_path) else {
             return Next::Answer(Answer::status(400));
         };
         let mut host_buf = [0u8; 256];
@@ -149,7 +159,7 @@ impl Proxy {
         if let Decision::Respond(a) = route.policies.request(&view, &mut ctx.policy).await {
             return Next::Answer(a);
         }
-        if ctx.policy.upstream_uri.is_none() && *path != *req.uri.path() {
+        if ctx.policy.upstream_uri.is_none() && !asterisk && *path != *raw_path {
             let pq = match req.uri.query() {
                 Some(q) => format!("{path}?{q}"),
                 None => path.to_string(),
@@ -193,6 +203,13 @@ impl ProxyHttp for Proxy {
 
     fn new_ctx(&self) -> Ctx {
         Ctx::new(self.snapshot.load_full())
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        // Pipelined HTTP/1.1 requests are answered in order instead of the
+        // connection being closed after the first (Pingora's default).
+        session.as_mut().set_pipelining_enabled(true);
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {

@@ -164,7 +164,9 @@ mod tests {
         for i in 0..20_000u32 {
             rate.observe(&Key::Bytes(&i.to_be_bytes()), 1);
         }
+        // Each counter holds ~2.4 foreign counts on average; the minimum over
+        // 4 rows stays far below any useful limit (P(>= 8) is ~1e-10).
         let fresh = rate.observe(&Key::Bytes(b"fresh"), 1);
-        assert!(fresh <= 3, "fresh key estimated at {fresh}");
+        assert!(fresh <= 8, "fresh key estimated at {fresh}");
     }
 }

@@ -1,0 +1,111 @@
+//! Request shapes weir refuses before routing (SPEC §4 "Matching"): a
+//! request-target that is not origin-form (`/…`), absolute-form
+//! (`http(s)://…`) or `*` with OPTIONS, and a `Host` that is not exactly one
+//! `host[:port]`. Backends resolve such requests differently from weir, so
+//! they would bypass the route (and its IP rules or auth) weir chose.
+
+use http::{header, Method};
+use pingora_http::RequestHeader;
+
+/// How the request-target is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Target {
+    /// `/path?query` or `http(s)://authority/path?query`: routed by its path.
+    Path,
+    /// `OPTIONS *`: matched as `/`.
+    Asterisk,
+}
+
+/// The request-target's form, or `None` for a 400.
+pub(super) fn target(req: &RequestHeader) -> Option<Target> {
+    let raw = req.raw_path();
+    if raw.first() == Some(&b'/') {
+        return Some(Target::Path);
+    }
+    if raw == b"*" {
+        return (req.method == Method::OPTIONS).then_some(Target::Asterisk);
+    }
+    let lower = |n: usize| raw.get(..n).map(|p| p.to_ascii_lowercase());
+    let absolute =
+        lower(7).as_deref() == Some(b"http://") || lower(8).as_deref() == Some(b"https://");
+    (absolute && req.uri.path().starts_with('/')).then_some(Target::Path)
+}
+
+/// Whether `Host` is one `host[:port]` (at most one header; required for
+/// HTTP/1.1 unless the target is absolute-form).
+pub(super) fn host_ok(req: &RequestHeader) -> bool {
+    let mut hosts = req.headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) => req.version != http::Version::HTTP_11 || req.uri.host().is_some(),
+        (Some(h), None) => valid_host(h.as_bytes()),
+        (Some(_), Some(_)) => false,
+    }
+}
+
+fn valid_port(p: &[u8]) -> bool {
+    !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit)
+}
+
+/// `name[:port]`, `v4[:port]` or `[v6][:port]`.
+fn valid_host(h: &[u8]) -> bool {
+    if let Some(rest) = h.strip_prefix(b"[") {
+        let Some(end) = rest.iter().position(|&c| c == b']') else {
+            return false;
+        };
+        let inner = std::str::from_utf8(&rest[..end]).unwrap_or("");
+        let after = &rest[end + 1..];
+        return inner.parse::<std::net::Ipv6Addr>().is_ok()
+            && (after.is_empty() || after.strip_prefix(b":").is_some_and(valid_port));
+    }
+    let (name, port) = match h.iter().position(|&c| c == b':') {
+        Some(i) => (&h[..i], Some(&h[i + 1..])),
+        None => (h, None),
+    };
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+        && port.is_none_or(valid_port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, target: &[u8], hosts: &[&str]) -> RequestHeader {
+        let mut r = RequestHeader::build(method, target, None).unwrap();
+        for h in hosts {
+            r.append_header("host", *h).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn request_target_forms() {
+        assert_eq!(target(&req("GET", b"/x", &[])), Some(Target::Path));
+        assert_eq!(target(&req("GET", b"http://a/x", &[])), Some(Target::Path));
+        assert_eq!(target(&req("OPTIONS", b"*", &[])), Some(Target::Asterisk));
+        assert_eq!(target(&req("GET", b"*", &[])), None);
+    }
+
+    #[test]
+    fn host_values() {
+        for ok in [
+            "a.example",
+            "a.example:8080",
+            "127.0.0.1:80",
+            "[::1]:8080",
+            "[::1]",
+        ] {
+            assert!(host_ok(&req("GET", b"/", &[ok])), "{ok}");
+        }
+        for bad in [
+            "a b", "a,b", "a:port", "a:", "[::1", "[zz]:1", "a/b", "a@b", "",
+        ] {
+            assert!(!host_ok(&req("GET", b"/", &[bad])), "{bad:?}");
+        }
+        assert!(!host_ok(&req("GET", b"/", &["a", "b"])));
+        assert!(!host_ok(&req("GET", b"/", &[])));
+    }
+}
