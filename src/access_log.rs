@@ -1,7 +1,9 @@
 //! The access log: one line per request, `json` or nginx's `combined`,
 //! to stdout or a file. Workers only format the line and hand it to a
-//! bounded channel; a background service does the writing, so slow disks
-//! never block a worker (lines are dropped and counted when it falls behind).
+//! queue bounded in bytes; a background service does the writing, so slow
+//! disks never block a worker (lines are dropped and counted in
+//! `weir_access_log_dropped_total` when it falls behind). Every field is cut
+//! at 2 KiB (marked with `…`), so a client cannot make one line huge.
 
 use crate::config::model::{AccessLogConfig, AccessLogFormat};
 use async_trait::async_trait;
@@ -17,6 +19,23 @@ use tokio::sync::mpsc;
 
 /// Lines buffered before new ones are dropped.
 const QUEUE: usize = 65536;
+/// Most bytes of formatted lines waiting for the writer.
+const QUEUE_BYTES: usize = 16 << 20;
+/// Longest a field may be before it is cut.
+const FIELD_MAX: usize = 2048;
+
+/// `s` cut to at most [`FIELD_MAX`] bytes at a character boundary, with
+/// whether it was cut.
+fn cut(s: &str) -> (&str, bool) {
+    if s.len() <= FIELD_MAX {
+        return (s, false);
+    }
+    let mut end = FIELD_MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&s[..end], true)
+}
 
 /// Bumped to make the writer reopen its file (SIGUSR1, live reload): after
 /// logrotate moved the file away, new lines go to a new file.
@@ -71,6 +90,7 @@ pub struct Entry<'a> {
 }
 
 fn json_str(out: &mut String, s: &str) {
+    let (s, was_cut) = cut(s);
     out.push('"');
     for c in s.chars() {
         match c {
@@ -82,7 +102,30 @@ fn json_str(out: &mut String, s: &str) {
             c => out.push(c),
         }
     }
+    if was_cut {
+        out.push('…');
+    }
     out.push('"');
+}
+
+/// nginx's escaping for `combined`: `"`, `\` and bytes outside printable
+/// ASCII as `\xHH`; `-` for an empty value; cut at 2 KiB.
+fn combined_str(out: &mut String, s: &str) {
+    if s.is_empty() {
+        out.push('-');
+        return;
+    }
+    let (s, was_cut) = cut(s);
+    for &b in s.as_bytes() {
+        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
+            let _ = write!(out, "\\x{b:02X}");
+        } else {
+            out.push(b as char);
+        }
+    }
+    if was_cut {
+        out.push_str("...");
+    }
 }
 
 fn ip_text(ip: Option<std::net::IpAddr>) -> String {
@@ -159,32 +202,26 @@ pub fn format_combined(e: &Entry<'_>, log_query: bool, now: SystemTime) -> Strin
         (true, Some(q)) => format!("{}?{q}", e.path),
         _ => e.path.to_string(),
     };
-    let dash = |s: &str| {
-        if s.is_empty() {
-            "-".to_string()
-        } else {
-            s.replace('"', "\\\"")
-        }
-    };
-    format!(
-        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"\n",
-        ip_text(e.client),
-        time_local(now),
-        e.method,
-        path,
-        e.version,
-        e.status,
-        e.bytes,
-        dash(e.referer),
-        dash(e.user_agent)
-    )
+    let mut out = String::with_capacity(256);
+    let _ = write!(out, "{} - - [{}] \"", ip_text(e.client), time_local(now));
+    combined_str(&mut out, e.method);
+    out.push(' ');
+    combined_str(&mut out, &path);
+    out.push(' ');
+    combined_str(&mut out, e.version);
+    let _ = write!(out, "\" {} {} \"", e.status, e.bytes);
+    combined_str(&mut out, e.referer);
+    out.push_str("\" \"");
+    combined_str(&mut out, e.user_agent);
+    out.push_str("\"\n");
+    out
 }
 
-/// The sending half used by workers.
 pub struct AccessLog {
     format: AccessLogFormat,
     log_query: bool,
     tx: mpsc::Sender<String>,
+    queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     dropped: AtomicU64,
 }
 
@@ -196,10 +233,14 @@ impl AccessLog {
             AccessLogFormat::Json => format_json(e, self.log_query, now),
             AccessLogFormat::Combined => format_combined(e, self.log_query, now),
         };
-        if self.tx.try_send(line).is_err()
-            && self.dropped.fetch_add(1, Relaxed).is_multiple_of(10000)
-        {
-            log::warn!("access log is falling behind; lines are being dropped");
+        let len = line.len();
+        let fits = self.queued.fetch_add(len, Relaxed) + len <= QUEUE_BYTES;
+        if !fits || self.tx.try_send(line).is_err() {
+            self.queued.fetch_sub(len, Relaxed);
+            crate::metrics::access_log_dropped();
+            if self.dropped.fetch_add(1, Relaxed).is_multiple_of(10000) {
+                log::warn!("access log is falling behind; lines are being dropped");
+            }
         }
     }
 }
@@ -216,6 +257,7 @@ pub enum Target {
 /// The background writer.
 pub struct Writer {
     rx: Mutex<Option<mpsc::Receiver<String>>>,
+    queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     target: Target,
 }
 
@@ -228,15 +270,18 @@ pub fn build(cfg: Option<&AccessLogConfig>, config_dir: &Path) -> Option<(Access
         p => Target::File(config_dir.join(p)),
     };
     let (tx, rx) = mpsc::channel(QUEUE);
+    let queued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     Some((
         AccessLog {
             format: cfg.format,
             log_query: cfg.log_query,
             tx,
+            queued: queued.clone(),
             dropped: AtomicU64::new(0),
         },
         Writer {
             rx: Mutex::new(Some(rx)),
+            queued,
             target,
         },
     ))
@@ -282,8 +327,10 @@ impl BackgroundService for Writer {
                     Err(e) => log::error!("cannot reopen the access log {:?}: {e}", self.target),
                 }
             }
+            self.queued.fetch_sub(line.len(), Relaxed);
             let _ = out.write_all(line.as_bytes());
             while let Ok(more) = rx.try_recv() {
+                self.queued.fetch_sub(more.len(), Relaxed);
                 let _ = out.write_all(more.as_bytes());
             }
             let _ = out.flush();
@@ -325,7 +372,27 @@ mod tests {
         let c = format_combined(&e, true, t);
         assert_eq!(
             c,
-            "- - - [14/Nov/2023:22:13:20 +0000] \"GET /a\"b?k=v HTTP/1.1\" 200 0 \"-\" \"curl\"\n"
+            "- - - [14/Nov/2023:22:13:20 +0000] \"GET /a\\x22b?k=v HTTP/1.1\" 200 0 \"-\" \"curl\"\n"
         );
+    }
+
+    #[test]
+    fn fields_are_cut_and_escaped() {
+        let long = "x".repeat(5000);
+        let e = Entry {
+            method: "GET",
+            path: &long,
+            user_agent: "a\u{1}\\b\u{e9}",
+            version: "HTTP/1.1",
+            ..Default::default()
+        };
+        let t = SystemTime::UNIX_EPOCH;
+        let v: serde_json::Value = serde_json::from_str(&format_json(&e, false, t)).unwrap();
+        let path = v["path"].as_str().unwrap();
+        assert_eq!(path.chars().count(), 2049);
+        assert!(path.ends_with('…'));
+        let c = format_combined(&e, false, t);
+        assert!(c.contains("\"a\\x01\\x5Cb\\xC3\\xA9\""), "{c}");
+        assert!(c.len() < 2300, "{}", c.len());
     }
 }

@@ -27,13 +27,10 @@ pub struct AdminApi {
     hosts: Vec<String>,
 }
 
-/// Compares without leaking where the first difference is.
+/// Compares in constant time (`subtle`; lengths are not secret).
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xFF));
-    }
-    diff == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 fn respond(status: u16, body: Value) -> Response<Vec<u8>> {
@@ -50,33 +47,68 @@ fn error(status: u16, msg: impl Into<String>) -> Response<Vec<u8>> {
     respond(status, json!({ "error": msg.into() }))
 }
 
+/// Decodes `%XX` escapes on bytes (invalid UTF-8 becomes U+FFFD).
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The effective config as JSON, secrets redacted.
 pub fn redacted_config(cfg: &FileConfig) -> Value {
     let mut v = serde_json::to_value(cfg).unwrap_or(Value::Null);
+    redact_secrets(&mut v, &cfg.substituted);
+    let hide = |v: &mut Value| {
+        if !v.is_null() {
+            *v = Value::String(REDACTED.into());
+        }
+    };
     if let Some(t) = v.pointer_mut("/admin/token") {
-        if !t.is_null() {
-            *t = Value::String("<redacted>".into());
+        hide(t);
+    }
+    if let Some(Value::Array(routes)) = v.get_mut("routes") {
+        for r in routes {
+            if let Some(Value::Array(keys)) = r.pointer_mut("/auth/api_keys") {
+                keys.iter_mut().for_each(hide);
+            }
+            if let Some(Value::Object(users)) = r.pointer_mut("/auth/basic/users") {
+                users.values_mut().for_each(hide);
+            }
+            if let Some(Value::String(url)) = r.pointer_mut("/rate_limit/shared/redis") {
+                *url = redact_url_password(url);
+            }
         }
     }
     v
+}
+
+const REDACTED: &str = "<redacted>";
+
+/// Replaces every scalar equal to a `${VAR}`-substituted value.
+fn redact_secrets(v: &mut Value, secrets: &[String]) {
+    match v {
+        Value::String(s) if secrets.iter().any(|x| x == s) => *v = Value::String(REDACTED.into()),
+        Value::Number(n) if secrets.iter().any(|x| *x == n.to_string()) => {
+            *v = Value::String(REDACTED.into())
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| redact_secrets(i, secrets)),
+        Value::Object(map) => map.values_mut().for_each(|i| redact_secrets(i, secrets)),
+        _ => {}
+    }
+}
+
+/// `scheme://user:password@host` → `scheme://user:<redacted>@host`.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:{REDACTED}@{host}"),
+        None => url.to_string(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -200,17 +232,17 @@ impl AdminApi {
         let method = req.method.clone();
         let path = req.uri.path().to_string();
         if !self.hosts.is_empty() {
-            if let Some(host) = req
+            // Fails closed: a missing or non-UTF-8 Host is refused too.
+            let host = req
                 .headers
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
-            {
-                if !self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
-                    return error(
-                        403,
-                        format!("Host must be the admin address ({})", self.hosts[0]),
-                    );
-                }
+                .unwrap_or("");
+            if !self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+                return error(
+                    403,
+                    format!("Host must be the admin address ({})", self.hosts[0]),
+                );
             }
         }
         let mutating = !matches!(method, Method::GET | Method::HEAD);
@@ -321,5 +353,43 @@ mod tests {
         assert_eq!(percent_decode("%5B%3A%3A1%5D%3A80"), "[::1]:80");
         assert_eq!(percent_decode("127.0.0.1:80"), "127.0.0.1:80");
         assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
+        // Odd UTF-8 right after '%' must not panic.
+        assert_eq!(percent_decode("%é1"), "%é1");
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
+    }
+
+    #[test]
+    fn config_hides_secrets_and_substituted_values() {
+        let yaml = "\
+admin: { listen: 127.0.0.1:9901, token: \"${TOKEN}\" }
+listeners: [{ name: web, address: 127.0.0.1:8080 }]
+routes:
+  - upstream: api
+    request_headers: { set: { authorization: \"Bearer ${UPSTREAM_KEY}\" } }
+    auth: { api_keys: [literal-key-1], basic: { users: { al: \"$$2b$$04$$/q3k53qwFcxa4MukAekUt./UICJ8rjItI7mm/T14Cs2zAyK4nWJF.\" } } }
+    rate_limit: { requests_per_second: 5, shared: { redis: \"redis://u:pw@127.0.0.1:6379\" } }
+upstreams:
+  api: { backends: [127.0.0.1:9000] }
+";
+        let env = |n: &str| match n {
+            "TOKEN" => Some("tok-0123456789abcdef".to_string()),
+            "UPSTREAM_KEY" => Some("sekrit".to_string()),
+            _ => None,
+        };
+        let cfg = crate::compile::load_str(yaml, "t.yaml", &env).unwrap();
+        let text = redacted_config(&cfg).to_string();
+        for secret in [
+            "tok-0123456789abcdef",
+            "sekrit",
+            "literal-key-1",
+            "$2b$04",
+            ":pw@",
+        ] {
+            assert!(!text.contains(secret), "{secret} shown in {text}");
+        }
+        assert!(
+            text.contains("redis://u:<redacted>@127.0.0.1:6379"),
+            "{text}"
+        );
     }
 }

@@ -63,7 +63,35 @@ fn running_pid(conf: &ServerConf) -> Result<i32, String> {
             conf.pid_file
         ));
     }
+    if !is_weir(pid) {
+        return Err(format!(
+            "process {pid} (from {}) is not weir; not signalling it (a stale or planted pid file?)",
+            conf.pid_file
+        ));
+    }
     Ok(pid)
+}
+
+/// Whether `pid` runs a weir binary: its executable (or, when that file was
+/// replaced by an upgrade, its command line) is named `weir…`.
+pub fn is_weir(pid: i32) -> bool {
+    let named_weir = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("weir"))
+    };
+    if let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) {
+        if named_weir(&exe) {
+            return true;
+        }
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .and_then(|c| {
+            let argv0 = c.split(|&b| b == 0).next()?.to_vec();
+            String::from_utf8(argv0).ok()
+        })
+        .is_some_and(|a| named_weir(Path::new(&a)))
 }
 
 fn wait(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {

@@ -16,6 +16,7 @@ pub mod compile;
 pub mod config;
 pub mod control;
 pub mod dns;
+pub mod files;
 pub mod forward;
 pub mod live;
 pub mod logging;

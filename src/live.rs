@@ -232,10 +232,7 @@ impl Live {
                 format!("{generation} error {e}\n")
             }
         };
-        let tmp = self.status_file.with_extension("reload.tmp");
-        if let Err(e) =
-            std::fs::write(&tmp, line).and_then(|_| std::fs::rename(&tmp, &self.status_file))
-        {
+        if let Err(e) = crate::files::write_atomic(&self.status_file, line.as_bytes(), 0o644) {
             warn!("cannot write {}: {e}", self.status_file.display());
         }
         result

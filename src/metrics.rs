@@ -36,6 +36,7 @@ pub struct Metrics {
     rate_limited: IntCounterVec,
     shared_errors: IntCounterVec,
     circuit_open: IntGaugeVec,
+    log_dropped: IntCounter,
     reloads: IntCounterVec,
     last_reload: Gauge,
 }
@@ -105,6 +106,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["route"],
     )?;
+    let log_dropped = IntCounter::new(
+        "weir_access_log_dropped_total",
+        "Access log lines dropped because the writer fell behind",
+    )?;
+    registry.register(Box::new(log_dropped.clone()))?;
     let circuit_open = IntGaugeVec::new(
         Opts::new(
             "weir_circuit_open",
@@ -158,6 +164,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         rate_limited,
         shared_errors,
         circuit_open,
+        log_dropped,
         reloads,
         last_reload,
     })
@@ -280,6 +287,13 @@ pub fn config_loaded(ok: bool) {
                 .map_or(0.0, |d| d.as_secs_f64());
             m.last_reload.set(now);
         }
+    }
+}
+
+/// Counts an access log line dropped because the writer fell behind.
+pub fn access_log_dropped() {
+    if let Some(m) = get() {
+        m.log_dropped.inc();
     }
 }
 

@@ -6,7 +6,6 @@
 use crate::config::model::{BackendEntry, BackendLong, FileConfig, Source};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -70,8 +69,13 @@ impl Overlay {
     pub fn read(path: &Path) -> Result<Option<Overlay>, String> {
         match std::fs::read_to_string(path) {
             Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+                // Kept for the operator, never silently overwritten.
+                let aside = match crate::files::move_aside(path) {
+                    Ok(bad) => format!("moved to {}", bad.display()),
+                    Err(err) => format!("could not move it aside: {err}"),
+                };
                 format!(
-                    "state file {} is unreadable ({e}); ignoring it",
+                    "state file {} is unreadable ({e}); ignoring it ({aside})",
                     path.display()
                 )
             }),
@@ -83,23 +87,11 @@ impl Overlay {
         }
     }
 
-    /// Writes atomically: temp file, fsync, rename.
+    /// Writes atomically (mode 0600, never through a symlink).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("tmp");
-        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
+        let mut text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        text.push('\n');
+        crate::files::write_atomic(path, text.as_bytes(), 0o600)
     }
 
     /// Drops entries for upstreams the file no longer has; returns their names.
@@ -266,6 +258,11 @@ mod tests {
         assert_eq!(back.prune(&cfg()), vec!["gone".to_string()]);
         std::fs::write(&path, "{not json").unwrap();
         assert!(Overlay::read(&path).is_err());
+        // Moved aside for the operator, not left to be overwritten.
+        let mut bad = path.as_os_str().to_owned();
+        bad.push(".bad");
+        assert_eq!(std::fs::read_to_string(&bad).unwrap(), "{not json");
+        assert!(!path.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -189,7 +189,8 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
     );
     if !server.configuration.daemon {
         // Pingora writes the pid file only when it daemonizes; stop/reload need it too.
-        if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+        let pid = format!("{}\n", std::process::id());
+        if let Err(e) = crate::files::write_atomic(Path::new(&pid_file), pid.as_bytes(), 0o644) {
             log::warn!("cannot write pid file {pid_file}: {e}");
         }
     }

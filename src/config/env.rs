@@ -55,16 +55,21 @@ pub fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
 
 /// Substitutes in every string scalar below `value`. A string that was one
 /// whole `${VAR}` is re-read as a YAML scalar so numbers and booleans keep
-/// their type (`port: ${PORT}`).
+/// their type (`port: ${PORT}`). Every resulting value that took a
+/// variable's text is pushed to `secrets` (so `GET /config` can hide it).
 pub fn substitute(
     value: &mut Value,
     path: &str,
     env: &dyn Fn(&str) -> Option<String>,
     issues: &mut Vec<Issue>,
+    secrets: &mut Vec<String>,
 ) {
     match value {
         Value::String(s) if s.contains('$') => match expand(s, env) {
             Ok(new) => {
+                if s.replace("$$", "").contains("${") && !new.is_empty() {
+                    secrets.push(new.clone());
+                }
                 let whole = s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1;
                 *value = match serde_yaml::from_str::<Value>(&new) {
                     Ok(v @ (Value::Number(_) | Value::Bool(_))) if whole => v,
@@ -75,13 +80,13 @@ pub fn substitute(
         },
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                substitute(item, &format!("{path}[{i}]"), env, issues);
+                substitute(item, &format!("{path}[{i}]"), env, issues, secrets);
             }
         }
         Value::Mapping(map) => {
             for (k, v) in map.iter_mut() {
                 let key = k.as_str().unwrap_or_default().to_string();
-                substitute(v, &join_key(path, &key), env, issues);
+                substitute(v, &join_key(path, &key), env, issues, secrets);
             }
         }
         _ => {}
@@ -112,7 +117,9 @@ mod tests {
     #[test]
     fn whole_variable_keeps_number_type() {
         let mut v: Value = serde_yaml::from_str("p: ${PORT}\nq: x${PORT}").unwrap();
-        substitute(&mut v, "", &env, &mut Vec::new());
+        let mut secrets = Vec::new();
+        substitute(&mut v, "", &env, &mut Vec::new(), &mut secrets);
+        assert_eq!(secrets, ["8080", "x8080"]);
         assert_eq!(v["p"], Value::Number(8080.into()));
         assert_eq!(v["q"], Value::String("x8080".into()));
     }

@@ -173,9 +173,13 @@ pub fn parse_str(
         }
     };
     let mut issues: Vec<Issue> = Vec::new();
-    substitute(&mut root, "", env, &mut issues);
+    let mut secrets = Vec::new();
+    substitute(&mut root, "", env, &mut issues, &mut secrets);
     let config = if issues.is_empty() && duplicates.is_empty() {
-        deserialize_sections(root, &mut issues)
+        deserialize_sections(root, &mut issues).map(|mut c| {
+            c.substituted = secrets;
+            c
+        })
     } else {
         None
     };

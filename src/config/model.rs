@@ -83,6 +83,10 @@ pub struct FileConfig {
     /// Upstream groups by name.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Values that came from `${VAR}` substitution (not a file key; hidden
+    /// by `GET /config`).
+    #[serde(skip)]
+    pub substituted: Vec<String>,
 }
 
 /// The `server` section: a subset of Pingora's `ServerConf`, same names and units.
