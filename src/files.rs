@@ -76,9 +76,15 @@ mod tests {
         write_atomic(&target, b"42\n", 0o600).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "42\n");
-        let mode = std::fs::symlink_metadata(&target).unwrap().permissions().mode();
+        let mode = std::fs::symlink_metadata(&target)
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert!(!std::fs::symlink_metadata(&target).unwrap().file_type().is_symlink());
+        assert!(!std::fs::symlink_metadata(&target)
+            .unwrap()
+            .file_type()
+            .is_symlink());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

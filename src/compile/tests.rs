@@ -1686,3 +1686,33 @@ fn policy_rules() {
         },
     ]);
 }
+
+#[test]
+fn header_rules_cannot_set_framing_headers() {
+    check(&[Case {
+        name: "content-length",
+        yaml: "listeners:\n  - { name: web, address: 127.0.0.1:8080 }\nroutes:\n  - respond: { status: 200 }\n    response_headers: { set: { content-length: \"5\" } }\n",
+        line: 5,
+        col: 32,
+        path: "routes[0].response_headers.set.content-length",
+        message: &["cannot be set by a header rule"],
+    }]);
+    for name in ["transfer-encoding", "connection", "host"] {
+        let yaml = format!(
+            "listeners:\n  - {{ name: web, address: 127.0.0.1:8080 }}\nroutes:\n  - respond: {{ status: 200 }}\n    request_headers: {{ add: {{ {name}: x }} }}\n"
+        );
+        let e = errors(&yaml);
+        assert_eq!(e.len(), 1, "{name}");
+        assert!(e[0].message.contains("cannot be set"), "{name}");
+    }
+}
+
+#[test]
+fn short_admin_token_is_a_warning() {
+    let cfg = load_ok(
+        "admin: { listen: 127.0.0.1:9901, token: short }\nlisteners:\n  - { name: web, address: 127.0.0.1:8080 }\nroutes:\n  - respond: { status: 200 }\n",
+    );
+    assert!(validate::warnings(&cfg)
+        .iter()
+        .any(|w| w.path == "admin.token" && w.message.contains("16 characters")));
+}

@@ -21,6 +21,14 @@ pub fn warnings(cfg: &FileConfig) -> Vec<Issue> {
             ));
         }
     }
+    if let Some(t) = cfg.admin.as_ref().and_then(|a| a.token.as_deref()) {
+        if t.chars().count() < 16 {
+            out.push(Issue::new(
+                "admin.token",
+                "shorter than 16 characters: anyone who can reach the admin API can guess it; use e.g. `openssl rand -hex 24`",
+            ));
+        }
+    }
     for name in cfg.upstreams.keys() {
         if !cfg
             .routes

@@ -15,6 +15,15 @@ pub struct HeaderOps {
     remove: Vec<HeaderName>,
 }
 
+/// Headers that frame the message or pick its target: setting them from
+/// the config would desynchronise weir, the client and the backend.
+const FRAMING: [HeaderName; 4] = [
+    http::header::CONTENT_LENGTH,
+    http::header::TRANSFER_ENCODING,
+    http::header::CONNECTION,
+    http::header::HOST,
+];
+
 fn pairs(
     m: &BTreeMap<String, String>,
     base: &str,
@@ -26,6 +35,17 @@ fn pairs(
             HeaderName::from_bytes(k.as_bytes()),
             HeaderValue::from_str(v),
         ) {
+            (Ok(n), Ok(_)) if FRAMING.contains(&n) => issues.push(Issue::at_key(
+                format!("{base}.{k}"),
+                format!(
+                    "{n} cannot be set by a header rule (it frames the message{})",
+                    if n == http::header::HOST {
+                        "; use the upstream's host_header"
+                    } else {
+                        ""
+                    }
+                ),
+            )),
             (Ok(n), Ok(v)) => out.push((n, v)),
             _ => issues.push(Issue::new(
                 format!("{base}.{k}"),
