@@ -272,7 +272,7 @@ impl AdminApi {
                     .body(text.into_bytes())
                     .unwrap_or_default()
             }
-            ("POST", ["reload"]) => match self.live.reload_and_report() {
+            ("POST", ["reload"]) => match self.live.reload_off_runtime().await {
                 Ok(summary) => respond(200, json!({ "reloaded": true, "changed": summary })),
                 Err(e) => error(400, e),
             },

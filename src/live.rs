@@ -22,7 +22,7 @@ use std::time::Instant;
 struct Inputs {
     file_config: FileConfig,
     overlay: Overlay,
-    dns: BTreeMap<String, Vec<SocketAddr>>,
+    dns: BTreeMap<String, Vec<(SocketAddr, u32)>>,
 }
 
 /// The live state of a running weir.
@@ -216,6 +216,15 @@ impl Live {
         Ok(summary)
     }
 
+    /// [`Live::reload_and_report`] on the blocking pool: reading the file,
+    /// resolving names and compiling never hold up an async worker.
+    pub async fn reload_off_runtime(self: &Arc<Self>) -> Result<String, String> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.reload_and_report())
+            .await
+            .unwrap_or_else(|e| Err(format!("reload did not finish: {e}")))
+    }
+
     /// Reloads, logs and counts the outcome, and writes the status file
     /// that `weir reload` waits for.
     pub fn reload_and_report(&self) -> Result<String, String> {
@@ -355,8 +364,8 @@ impl Live {
         })
     }
 
-    /// Sets the addresses DNS returned for an upstream (empty = keep the last set).
-    pub fn set_dns(&self, upstream: &str, mut addrs: Vec<SocketAddr>) -> bool {
+    /// Sets the addresses (and weights) DNS returned for an upstream.
+    pub fn set_dns(&self, upstream: &str, mut addrs: Vec<(SocketAddr, u32)>) -> bool {
         addrs.sort();
         addrs.dedup();
         let mut inputs = self.lock();

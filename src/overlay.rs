@@ -109,7 +109,11 @@ impl Overlay {
     }
 
     /// The file config with the overlay (and discovered backends) applied.
-    pub fn apply(&self, cfg: &FileConfig, dns: &BTreeMap<String, Vec<SocketAddr>>) -> FileConfig {
+    pub fn apply(
+        &self,
+        cfg: &FileConfig,
+        dns: &BTreeMap<String, Vec<(SocketAddr, u32)>>,
+    ) -> FileConfig {
         let mut out = cfg.clone();
         for (name, up) in out.upstreams.iter_mut() {
             let ops = self.upstreams.get(name);
@@ -143,12 +147,12 @@ impl Overlay {
                     list.push(b);
                 }
             }
-            for addr in dns.get(name).into_iter().flatten() {
+            for (addr, weight) in dns.get(name).into_iter().flatten() {
                 let text = addr.to_string();
                 if !list.iter().any(|b| same_addr(&b.address, &text)) {
                     let mut b = BackendLong {
                         address: text.clone(),
-                        weight: 1,
+                        weight: *weight,
                         name: None,
                         enabled: true,
                         source: Source::Dns,
@@ -225,7 +229,7 @@ mod tests {
             },
         );
         let mut dns = BTreeMap::new();
-        dns.insert("u".to_string(), vec!["127.0.0.1:5".parse().unwrap()]);
+        dns.insert("u".to_string(), vec![("127.0.0.1:5".parse().unwrap(), 1)]);
         let eff = o.apply(&cfg(), &dns);
         let list: Vec<BackendLong> = eff.upstreams["u"]
             .backends

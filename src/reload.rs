@@ -51,7 +51,7 @@ impl BackgroundService for Reloader {
                         return;
                     }
                     info!("SIGHUP received, reloading {}", self.live.file.display());
-                    let _ = self.live.reload_and_report();
+                    let _ = self.live.reload_off_runtime().await;
                 }
             }
         }

@@ -95,9 +95,16 @@ pub fn compile(cfg: &FileConfig, previous: Option<&Snapshot>) -> Result<Snapshot
     ))
 }
 
-/// Parses and compiles `path` (with the process environment).
+/// Parses and compiles `path` (with the process environment). Backend host
+/// names are resolved here, once, and replaced by their address (the name
+/// stays as the backend's label): later rebuilds (admin, DNS discovery)
+/// never resolve, so they never block.
 pub fn load_file(path: &Path, previous: Option<&Snapshot>) -> Result<Loaded, ConfigErrors> {
-    let parsed = config::parse_file(path)?;
+    let mut parsed = config::parse_file(path)?;
+    let issues = upstream::resolve_names(&mut parsed.config);
+    if !issues.is_empty() {
+        return Err(parsed.errors(issues));
+    }
     match compile(&parsed.config, previous) {
         Ok(snapshot) => Ok(Loaded {
             file: parsed.file.clone(),

@@ -111,6 +111,33 @@ pub(super) fn group(
     Some(Group::build(spec, previous))
 }
 
+/// Replaces `host:port` backends by their first address, keeping the name
+/// as the label; returns the names that do not resolve.
+pub(super) fn resolve_names(cfg: &mut FileConfig) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    for (name, u) in cfg.upstreams.iter_mut() {
+        for (i, entry) in u.backends.iter_mut().enumerate() {
+            let mut b = entry.long();
+            if b.address.parse::<SocketAddr>().is_ok() {
+                continue;
+            }
+            let path = format!(
+                "{}.backends[{i}]",
+                crate::config::spans::join_key("upstreams", name)
+            );
+            match resolve(&b.address) {
+                Ok(addr) => {
+                    b.name = Some(b.name.take().unwrap_or_else(|| b.address.clone()));
+                    b.address = addr.to_string();
+                    *entry = BackendEntry::Long(b);
+                }
+                Err(e) => issues.push(Issue::new(path, e)),
+            }
+        }
+    }
+    issues
+}
+
 fn backends(u: &UpstreamConfig, base: &str, issues: &mut Vec<Issue>) -> Vec<BackendSpec> {
     let mut seen: HashSet<SocketAddr> = HashSet::new();
     let mut out = Vec::new();
@@ -198,8 +225,17 @@ fn check_dns(dns: &DnsDiscovery, base: &str, issues: &mut Vec<Issue>) {
     if dns.name.trim().is_empty() {
         issues.push(Issue::new(format!("{base}.name"), "must not be empty"));
     }
-    if dns.port == 0 {
-        issues.push(Issue::new(format!("{base}.port"), "must be 1..=65535"));
+    match (dns.kind, dns.port) {
+        (_, Some(0)) => issues.push(Issue::new(format!("{base}.port"), "must be 1..=65535")),
+        (DnsKind::A, None) => issues.push(Issue::new(
+            base,
+            "needs port (type: a); SRV records carry their own (type: srv)",
+        )),
+        (DnsKind::Srv, Some(_)) => issues.push(Issue::at_key(
+            format!("{base}.port"),
+            "SRV records carry their own port; remove it",
+        )),
+        _ => {}
     }
     if dns.refresh.is_some_and(|r| r.0.is_zero()) {
         issues.push(Issue::new(

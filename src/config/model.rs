@@ -402,12 +402,27 @@ pub struct DiscoveryConfig {
 pub struct DnsDiscovery {
     /// Name to resolve.
     pub name: String,
-    /// Port of every resolved address.
-    pub port: u16,
+    /// What to ask for. Default: `a` (A and AAAA records).
+    #[serde(default, rename = "type")]
+    pub kind: DnsKind,
+    /// Port of every resolved address (`a` only; SRV records carry their own).
+    pub port: Option<u16>,
     /// How often to resolve. Default 10s.
     pub refresh: Option<Dur>,
     /// `ip:port` of the DNS server. Default: the system's resolv.conf.
     pub resolver: Option<String>,
+}
+
+/// The record type DNS discovery asks for.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsKind {
+    /// A and AAAA records, with `port`.
+    #[default]
+    A,
+    /// SRV records (Consul, Kubernetes headless services): target, port and
+    /// weight from each record.
+    Srv,
 }
 
 /// Where a backend came from.
