@@ -114,19 +114,15 @@ impl BackgroundService for DnsService {
                 let refresh = d.dns.refresh.map_or(DEFAULT_REFRESH, |r| r.0);
                 due.insert(name.clone(), now + refresh);
                 let server = d.dns.resolver.as_deref().and_then(|r| r.parse().ok());
-                if !resolvers.contains_key(&server) {
-                    match resolver(server) {
-                        Ok(r) => {
-                            resolvers.insert(server, r);
-                        }
+                let r = match resolvers.entry(server) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => match resolver(server) {
+                        Ok(r) => v.insert(r),
                         Err(e) => {
                             warn!("discovery: no resolver for {name} ({e})");
                             continue;
                         }
-                    }
-                }
-                let Some(r) = resolvers.get(&server) else {
-                    continue;
+                    },
                 };
                 let answer = tokio::time::timeout(TIMEOUT * 2, resolve(r, &d.dns)).await;
                 match answer {

@@ -13,6 +13,17 @@ fn start(
     extra: &str,
     backends: &[(&TestBackend, u32)],
 ) -> (WeirProcess, SocketAddr) {
+    start_with_top(algorithm, extra, "", backends)
+}
+
+/// Like [`start`] with `top` (e.g. `trusted_proxies: [...]`) added as a
+/// top-level section.
+fn start_with_top(
+    algorithm: &str,
+    extra: &str,
+    top: &str,
+    backends: &[(&TestBackend, u32)],
+) -> (WeirProcess, SocketAddr) {
     let listen = free_addr();
     let list: String = backends
         .iter()
@@ -21,6 +32,7 @@ fn start(
     let cfg = format!(
         r#"
 server: {{ threads: 2, pid_file: "{{{{DIR}}}}/weir.pid", upgrade_sock: "{{{{DIR}}}}/up.sock" }}
+{top}
 listeners: [{{ name: web, address: "{listen}" }}]
 routes: [{{ upstream: pool }}]
 upstreams:
@@ -134,7 +146,44 @@ fn consistent_hash_by_cookie_and_ip_hash_by_client() {
         );
     }
     drop(_w);
-    let (_w, listen) = start("ip_hash", "", &[(&a, 1), (&b, 1)]);
+
+    // ip_hash hashes the client address. Behind a trusted proxy (127.0.0.1
+    // here) X-Forwarded-For sets it, so each request below comes from the
+    // address it names, on a new connection (a new source port) every time.
+    let c = TestBackend::start("c");
+    let (_w, listen) = start_with_top(
+        "ip_hash",
+        "",
+        "trusted_proxies: [127.0.0.1]",
+        &[(&a, 1), (&b, 1), (&c, 1)],
+    );
+    let mut per_backend: HashMap<String, usize> = HashMap::new();
+    for i in 0..30u32 {
+        let client = format!("10.{}.{}.{}", i % 7, i * 13 % 251, i + 1);
+        let xff = [("x-forwarded-for", client.as_str())];
+        let first = request(listen, "GET", "/", &xff).unwrap();
+        assert_eq!(first.status, 200, "{client}: {first:?}");
+        assert_eq!(
+            first.echoed_header("x-forwarded-for").as_deref(),
+            Some(format!("{client}, 127.0.0.1").as_str()),
+            "{client} is the client address weir derived"
+        );
+        for n in 0..3 {
+            let again = request(listen, "GET", "/", &xff).unwrap();
+            assert_eq!(
+                (again.status, again.backend()),
+                (200, first.backend()),
+                "client {client} moved to another backend on request {n}"
+            );
+        }
+        *per_backend.entry(first.backend()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        per_backend.len(),
+        3,
+        "30 client addresses spread over all three backends: {per_backend:?}"
+    );
+    // without the header the address is the peer's: one backend for all
     let counts = tally(listen, 10, &[]);
     assert_eq!(
         counts.len(),
@@ -169,6 +218,10 @@ fn least_connections_prefers_the_idle_backend() {
         "busy backend skipped while it has requests in flight: {counts:?}"
     );
     for p in parked {
-        let _ = p.join();
+        let answer = p.join().expect("parked request thread panicked");
+        assert!(
+            matches!(answer.as_deref(), Ok("slow" | "fast")),
+            "a parked request is answered by a backend: {answer:?}"
+        );
     }
 }

@@ -128,12 +128,69 @@ fn read_timeout_retry_is_opt_in_for_idempotent_requests() {
         let r = get(listen, "/");
         assert_eq!((r.status, r.backend()), (200, "fast".to_string()));
     }
+    assert!(
+        slow.received() >= 1,
+        "round robin sent some of the GETs to slow first (then retried them on fast)"
+    );
     // POST is never retried after the request was sent
     let mut codes = Vec::new();
     for _ in 0..4 {
         codes.push(request(listen, "POST", "/", &[]).unwrap().status);
     }
     assert!(codes.contains(&504), "{codes:?}");
+}
+
+#[test]
+fn read_timeout_is_not_retried_without_opt_in() {
+    let slow = TestBackend::start_with(
+        "slow",
+        BackendOpts {
+            delay: Duration::from_secs(3),
+            status: 200,
+        },
+    );
+    let fast = TestBackend::start("fast");
+    // retry_on left out (the default) and spelled out without `timeout`
+    for retry_on in ["", "\n    retry_on: [connect_failure]"] {
+        slow.reset_counts();
+        fast.reset_counts();
+        let listen = free_addr();
+        let route = format!("\n    timeouts: {{ read: 300ms }}{retry_on}");
+        let _w = WeirProcess::start(
+            &cfg(listen, &[slow.addr(), fast.addr()], "", &route),
+            listen,
+        );
+        let mut answers = Vec::new();
+        for _ in 0..4 {
+            let started = std::time::Instant::now();
+            let r = get(listen, "/");
+            let took = started.elapsed();
+            if r.status == 504 {
+                assert!(
+                    took < Duration::from_secs(2),
+                    "504 from weir's read timeout, not the backend: {took:?}"
+                );
+            }
+            answers.push((r.status, r.backend()));
+        }
+        // round robin over two backends: half the GETs land on slow, time
+        // out and are answered 504 without a try on fast
+        let timed_out = answers.iter().filter(|(s, _)| *s == 504).count();
+        let from_fast = answers
+            .iter()
+            .filter(|a| **a == (200, "fast".to_string()))
+            .count();
+        assert_eq!(
+            (timed_out, from_fast),
+            (2, 2),
+            "retry_on {retry_on:?}: {answers:?}"
+        );
+        assert_eq!(
+            (slow.received(), fast.received()),
+            (2, 2),
+            "retry_on {retry_on:?}: each GET was sent exactly once"
+        );
+    }
 }
 
 #[test]

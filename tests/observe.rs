@@ -125,7 +125,7 @@ fn metrics_move_with_traffic() {
     // the logging phase runs just after the answer is sent: let it land
     let mut m = admin(adm, "GET", "/metrics", "", Some("s3cret"));
     assert_eq!(m.status, 200);
-    poll_until(Duration::from_secs(3), || {
+    let landed = poll_until(Duration::from_secs(3), || {
         m = admin(adm, "GET", "/metrics", "", Some("s3cret"));
         metric(
             &m.body,
@@ -136,6 +136,11 @@ fn metrics_move_with_traffic() {
                 r#"weir_request_duration_seconds_count{route="main",upstream="pool"}"#,
             ) == 5.0
     });
+    assert!(
+        landed,
+        "the 5 proxied requests and the ping never all showed up in /metrics:\n{}",
+        m.body
+    );
     let t = &m.body;
     assert_eq!(
         metric(
@@ -303,13 +308,14 @@ fn combined_access_log_to_stdout() {
         "log: { access_log: { path: stdout, format: combined } }\n",
     );
     let w = WeirProcess::start(&cfg, listen);
-    request(
+    let r = request(
         listen,
         "GET",
         "/app/z",
         &[("user-agent", "ua-x"), ("referer", "http://r/")],
     )
     .unwrap();
+    assert_eq!((r.status, r.backend()), (200, "a".to_string()), "{r:?}");
     assert!(
         poll_until(Duration::from_secs(5), || w
             .stdout()
@@ -649,8 +655,13 @@ fn dns_discovery_follows_the_resolver() {
     .body
     .contains("127.0.0.2")));
     a.reset_counts();
-    let _ = get(listen, "/app");
-    assert_eq!(a.requests(), 0);
+    let r = get(listen, "/app");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (502, "bad gateway\n"),
+        "only 127.0.0.2 is left and nothing listens there: {r:?}"
+    );
+    assert_eq!(a.received(), 0, "the dropped address got no request");
 }
 
 #[test]

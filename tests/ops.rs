@@ -349,12 +349,17 @@ fn threads_from_the_file_set_the_worker_count() {
             assert_eq!(get(listen, "/").status, 200);
             let mut n = 0;
             // runtimes start their workers right away; wait until the count settles
-            poll_until(Duration::from_secs(3), || {
+            let settled = poll_until(Duration::from_secs(3), || {
                 let now = thread_count(weir.pid());
                 let settled = now == n;
                 n = now;
                 settled
             });
+            assert!(
+                settled && n > 0,
+                "threads: {t}: the thread count of pid {} never settled (last seen {n})",
+                weir.pid()
+            );
             n
         })
         .collect();

@@ -111,7 +111,10 @@ impl RedisServer {
             let _ = child.wait();
         }
         let addr = self.addr();
-        poll_until(Duration::from_secs(5), || !ping(addr));
+        assert!(
+            poll_until(Duration::from_secs(5), || !ping(addr)),
+            "redis-server on {addr} still answers PING 5 s after it was killed"
+        );
     }
 
     /// Starts the server again on the same port (after [`RedisServer::stop`]).
