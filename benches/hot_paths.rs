@@ -306,13 +306,19 @@ fn ready<F: std::future::Future>(f: F) -> F::Output {
 /// (the request phase and the upstream-request phase, as the proxy runs them).
 fn bench_policies(c: &mut Criterion) {
     let snap = snapshot(
-        "listeners:\n  - { name: web, address: 127.0.0.1:8080 }\nroutes:\n\
-         - { name: bare, match: { path_prefix: /bare }, upstream: u }\n\
-         - name: guarded\n    match: { path_prefix: /api }\n    upstream: u\n\
-         \x20   rate_limit: { requests_per_second: 1000000000, key: \"header:x-api-key\" }\n\
-         \x20   auth: { api_keys: [k-0123456789abcdef, k-fedcba9876543210] }\n\
-         \x20   request_headers: { set: { x-env: prod } }\n\
-         upstreams:\n  u: { backends: [127.0.0.1:9000] }\n",
+        r#"
+listeners: [{ name: web, address: "127.0.0.1:8080" }]
+routes:
+  - { name: bare, match: { path_prefix: /bare }, upstream: u }
+  - name: guarded
+    match: { path_prefix: /api }
+    upstream: u
+    rate_limit: { requests_per_second: 1000000000, key: "header:x-api-key" }
+    auth: { api_keys: [k-0123456789abcdef, k-fedcba9876543210] }
+    request_headers: { set: { x-env: prod } }
+upstreams:
+  u: { backends: ["127.0.0.1:9000"] }
+"#,
     );
     let mut req = browser_request();
     req.append_header("x-api-key", "k-fedcba9876543210")

@@ -41,10 +41,18 @@ pub fn match_form(path: &str) -> Cow<'_, str> {
     }
     let mut out = String::with_capacity(path.len());
     for (i, seg) in path.split('/').enumerate() {
-        if i > 0 {
+        let bare = seg.split(';').next().unwrap_or("");
+        // A segment that was only parameters (`/;x/admin`) disappears, as
+        // backends that strip parameters and merge slashes see it.
+        if i == 0 {
+            out.push_str(bare);
+        } else if !(bare.is_empty() && !seg.is_empty()) {
             out.push('/');
+            out.push_str(bare);
         }
-        out.push_str(seg.split(';').next().unwrap_or(""));
+    }
+    if out.is_empty() {
+        out.push('/');
     }
     Cow::Owned(out)
 }
@@ -94,8 +102,9 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
         }
         return Ok(Cow::Borrowed(path));
     }
-    // 1. decode unreserved escapes, keep others (hex upper-cased).
-    let mut decoded = String::with_capacity(path.len());
+    // 1. decode unreserved escapes, keep others (hex upper-cased). Bytes,
+    // not chars: a non-ASCII character is copied byte for byte.
+    let mut decoded: Vec<u8> = Vec::with_capacity(path.len());
     let mut i = 0;
     while i < bytes.len() {
         let c = bytes[i];
@@ -115,17 +124,26 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
                 return Err(PathError::Ambiguous);
             }
             if is_unreserved(v) {
-                decoded.push(v as char);
+                decoded.push(v);
             } else {
-                decoded.push('%');
-                decoded.push_str(&path[i + 1..i + 3].to_ascii_uppercase());
+                decoded.push(b'%');
+                decoded.extend(bytes[i + 1..i + 3].iter().map(u8::to_ascii_uppercase));
             }
             i += 3;
         } else {
-            decoded.push(c as char);
+            decoded.push(c);
             i += 1;
         }
     }
+    // Checked before dot segments are resolved: `/a/..;/..` must not
+    // launder a `..;` segment away.
+    if ambiguous(&decoded) {
+        return Err(PathError::Ambiguous);
+    }
+    // Only unreserved ASCII was decoded, so the bytes are still UTF-8.
+    let Ok(decoded) = String::from_utf8(decoded) else {
+        return Err(PathError::BadEscape);
+    };
     // 2. merge slashes and resolve dot segments.
     let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
     let mut segments: Vec<&str> = Vec::new();
@@ -147,9 +165,6 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
     }
     if out.is_empty() || trailing {
         out.push('/');
-    }
-    if ambiguous(out.as_bytes()) {
-        return Err(PathError::Ambiguous);
     }
     Ok(Cow::Owned(out))
 }
@@ -192,6 +207,13 @@ mod tests {
         assert_eq!(normalize("/.;x/admin"), Err(PathError::Ambiguous));
         assert_eq!(normalize("//a/%2e%2e;/b"), Err(PathError::Ambiguous));
         assert_eq!(match_form("/admin;a/x;b=1"), "/admin/x");
+        assert_eq!(match_form("/;x/admin"), "/admin");
+        assert_eq!(match_form("/;x"), "/");
+        assert_eq!(match_form("/a;x/"), "/a/");
+        assert_eq!(normalize("//é").unwrap(), "/é");
+        assert_eq!(normalize("/é%41/.").unwrap(), "/éA/");
+        assert_eq!(normalize("/\\/.."), Err(PathError::Ambiguous));
+        assert_eq!(normalize("/a/.;x/.."), Err(PathError::Ambiguous));
         assert!(matches!(match_form("/admin/x"), Cow::Borrowed(_)));
     }
 }

@@ -68,6 +68,13 @@ pub struct Route {
     pub metrics: RouteMetrics,
 }
 
+/// Per-listener limits, by listener index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// Largest request-target, and largest header fields together, in bytes.
+    pub max_header_size: usize,
+}
+
 /// A route as the compiler hands it over: its matcher and the route.
 pub type CompiledRoute = (Matcher, Route);
 
@@ -82,6 +89,8 @@ pub struct Snapshot {
     pub groups: Vec<Arc<Group>>,
     /// Listener addresses by index (the bit positions of a matcher's listeners).
     pub listeners: Vec<(Arc<str>, SocketAddr)>,
+    /// Listener limits, index-aligned with `listeners`.
+    pub limits: Vec<ListenerLimits>,
     /// Peers whose X-Forwarded-For is believed.
     pub trusted_proxies: CidrSet,
     /// The config it was built from.
@@ -94,6 +103,7 @@ impl Snapshot {
         routes: Vec<CompiledRoute>,
         groups: Vec<Arc<Group>>,
         listeners: Vec<(Arc<str>, SocketAddr)>,
+        limits: Vec<ListenerLimits>,
         trusted_proxies: CidrSet,
         config: FileConfig,
     ) -> Snapshot {
@@ -106,6 +116,7 @@ impl Snapshot {
             routes,
             groups,
             listeners,
+            limits,
             trusted_proxies,
             config,
         }

@@ -37,6 +37,7 @@ pub fn compile(cfg: &FileConfig, previous: Option<&Snapshot>) -> Result<Snapshot
     let mut issues = Vec::new();
     process::check_process(cfg, &mut issues);
     let listeners = process::listeners(cfg, &mut issues);
+    let limits = process::limits(cfg, &mut issues);
     let trusted_proxies =
         crate::policy::ip_filter::cidr_list(&cfg.trusted_proxies, "trusted_proxies", &mut issues);
     let old: HashMap<&str, &Arc<crate::upstream::Group>> = previous
@@ -90,6 +91,7 @@ pub fn compile(cfg: &FileConfig, previous: Option<&Snapshot>) -> Result<Snapshot
         routes,
         groups,
         listeners,
+        limits,
         trusted_proxies,
         cfg.clone(),
     ))

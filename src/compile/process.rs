@@ -4,6 +4,7 @@
 use super::Listeners;
 use crate::config::model::*;
 use crate::config::Issue;
+use crate::snapshot::ListenerLimits;
 use crate::values::{parse_admin_listen, AdminListen};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -127,4 +128,29 @@ pub(super) fn listeners(cfg: &FileConfig, issues: &mut Vec<Issue>) -> Listeners 
         }
     }
     out
+}
+
+/// Default `max_header_size`.
+const MAX_HEADER_SIZE: u64 = 64 << 10;
+/// Pingora reads at most this much head (and answers 400 past it).
+const PINGORA_HEAD_LIMIT: u64 = (1 << 20) - 1;
+
+/// Compiles each listener's limits, in listener order.
+pub(super) fn limits(cfg: &FileConfig, issues: &mut Vec<Issue>) -> Vec<ListenerLimits> {
+    cfg.listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let max = l.max_header_size.map_or(MAX_HEADER_SIZE, |s| s.0);
+            if !(1024..=PINGORA_HEAD_LIMIT).contains(&max) {
+                issues.push(Issue::new(
+                    format!("listeners[{i}].max_header_size"),
+                    "must be between 1KiB and 1MiB (Pingora reads at most 1 MiB of head)",
+                ));
+            }
+            ListenerLimits {
+                max_header_size: max as usize,
+            }
+        })
+        .collect()
 }

@@ -130,6 +130,9 @@ pub struct ListenerConfig {
     /// What the listener speaks. Default: http.
     #[serde(default)]
     pub protocol: ListenerProtocol,
+    /// Largest request head (request-target: 414; header fields: 431).
+    /// Default: 64KiB.
+    pub max_header_size: Option<Size>,
 }
 
 /// The protocol of a listener.

@@ -106,9 +106,12 @@ fn error_body(status: u16) -> &'static str {
         404 => "no route matched\n",
         405 => "method not allowed\n",
         413 => "request body too large\n",
+        414 => "request-target too long\n",
         429 => "too many requests\n",
+        431 => "request header fields too large\n",
         502 => "bad gateway\n",
         503 => "no healthy backend\n",
+        501 => "not implemented\n",
         504 => "gateway timeout\n",
         _ => "error\n",
     }

@@ -58,6 +58,8 @@ pub struct Ctx {
     /// The current attempt ended in a 5xx that is retried elsewhere.
     pub(super) retrying_5xx: bool,
     pub(super) set_cookie: Option<HeaderValue>,
+    /// weir sent `100 Continue` itself.
+    pub(super) sent_continue: bool,
     pub(super) request_id: Option<HeaderValue>,
     pub(super) request_id_is_new: bool,
     pub(super) client: Option<IpAddr>,
@@ -83,6 +85,7 @@ impl Ctx {
             reported: false,
             retrying_5xx: false,
             set_cookie: None,
+            sent_continue: false,
             request_id: None,
             request_id_is_new: false,
             client: None,

@@ -77,6 +77,14 @@ fn has_alternative(session: &Session, ctx: &Ctx) -> bool {
         .is_some_and(|g| select::select(session, ctx, g, false).is_some())
 }
 
+fn expects_continue(req: &pingora_http::RequestHeader) -> bool {
+    req.version == http::Version::HTTP_11
+        && req
+            .headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
 /// What the request phase decided, with nothing borrowed from the session.
 enum Next {
     Answer(Answer),
@@ -102,14 +110,19 @@ impl Proxy {
         let snap = ctx.snap.clone();
         ctx.peer_trusted = peer.is_some_and(|p| snap.is_trusted(p));
         ctx.client = forward::client_ip(req, peer, |ip| snap.is_trusted(ip));
-        // `OPTIONS *` is matched as `/` and forwarded as sent.
-        let (raw_path, asterisk) = match shape::target(req) {
-            Some(shape::Target::Path) => (req.uri.path(), false),
-            Some(shape::Target::Asterisk) => ("/", true),
+        // `OPTIONS *` is matched as `/` and forwarded as sent; absolute-form
+        // is matched by its path and forwarded in origin-form.
+        let (raw_path, asterisk, absolute) = match shape::target(req) {
+            Some(shape::Target::Path) => (req.uri.path(), false, false),
+            Some(shape::Target::Absolute) => (req.uri.path(), false, true),
+            Some(shape::Target::Asterisk) => ("/", true, false),
             None => return Next::Answer(Answer::status(400)),
         };
         if !shape::host_ok(req) {
             return Next::Answer(Answer::status(400));
+        }
+        if let Some(status) = shape::transfer_encoding(req) {
+            return Next::Answer(Answer::status(status));
         }
         let Ok(path) = crate::path::normalize(raw_path) else {
             return Next::Answer(Answer::status(400));
@@ -128,6 +141,13 @@ impl Proxy {
             log::warn!("connection on {local:?} matches no listener; closing it");
             return Next::Close;
         };
+        let max_head = snap
+            .limits
+            .get(listener)
+            .map_or(usize::MAX, |l| l.max_header_size);
+        if let Some(status) = shape::head_size(req, max_head) {
+            return Next::Answer(Answer::status(status));
+        }
         let index = match snap.router.find(
             listener,
             host,
@@ -159,7 +179,7 @@ impl Proxy {
         if let Decision::Respond(a) = route.policies.request(&view, &mut ctx.policy).await {
             return Next::Answer(a);
         }
-        if ctx.policy.upstream_uri.is_none() && !asterisk && *path != *raw_path {
+        if ctx.policy.upstream_uri.is_none() && !asterisk && (absolute || *path != *raw_path) {
             let pq = match req.uri.query() {
                 Some(q) => format!("{path}?{q}"),
                 None => path.to_string(),
@@ -217,13 +237,26 @@ impl ProxyHttp for Proxy {
             session.set_keepalive(None);
         }
         match self.route_request(session, ctx).await {
-            Next::Proxy => Ok(false),
+            Next::Proxy => {
+                // weir answers `Expect: 100-continue` itself once the request
+                // passed its checks (as nginx does); the backend gets no Expect.
+                if expects_continue(session.req_header()) {
+                    ctx.sent_continue = true;
+                    session.as_mut().write_continue_response().await?;
+                }
+                Ok(false)
+            }
             Next::Close => Error::e_explain(
                 ErrorType::ConnectionClosed,
                 "the accepting listener is unknown",
             )
             .map_err(|e| e.into_down()),
             Next::Answer(a) => {
+                if matches!(a.status, 400 | 414 | 431 | 501) {
+                    // A malformed head: nothing after it on this connection
+                    // can be trusted to be framed as the client meant.
+                    session.set_keepalive(None);
+                }
                 respond_answer(session, ctx, a.status, a.header, a.body).await?;
                 Ok(true)
             }
@@ -302,6 +335,9 @@ impl ProxyHttp for Proxy {
         // A kept id is already on the copied request; only a new one is set.
         if let (true, Some(id)) = (ctx.request_id_is_new, &ctx.request_id) {
             upstream.insert_header(forward::X_REQUEST_ID.clone(), id.clone())?;
+        }
+        if ctx.sent_continue {
+            upstream.remove_header(&header::EXPECT);
         }
         if let Some(r) = ctx.route() {
             r.policies.upstream_request(upstream);

@@ -1,8 +1,10 @@
 //! Request shapes weir refuses before routing (SPEC §4 "Matching"): a
 //! request-target that is not origin-form (`/…`), absolute-form
-//! (`http(s)://…`) or `*` with OPTIONS, and a `Host` that is not exactly one
-//! `host[:port]`. Backends resolve such requests differently from weir, so
-//! they would bypass the route (and its IP rules or auth) weir chose.
+//! (`http(s)://…`) or `*` with OPTIONS, a `Host` that is not exactly one
+//! `host[:port]`, a `Transfer-Encoding` other than one `chunked`, and a head
+//! over the listener's `max_header_size`. Backends resolve such requests
+//! differently from weir, so they would bypass the route (and its IP rules
+//! or auth) weir chose.
 
 use http::{header, Method};
 use pingora_http::RequestHeader;
@@ -10,8 +12,11 @@ use pingora_http::RequestHeader;
 /// How the request-target is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Target {
-    /// `/path?query` or `http(s)://authority/path?query`: routed by its path.
+    /// `/path?query`: routed by its path.
     Path,
+    /// `http(s)://authority/path?query`: routed by its path, forwarded in
+    /// origin-form.
+    Absolute,
     /// `OPTIONS *`: matched as `/`.
     Asterisk,
 }
@@ -28,7 +33,42 @@ pub(super) fn target(req: &RequestHeader) -> Option<Target> {
     let lower = |n: usize| raw.get(..n).map(|p| p.to_ascii_lowercase());
     let absolute =
         lower(7).as_deref() == Some(b"http://") || lower(8).as_deref() == Some(b"https://");
-    (absolute && req.uri.path().starts_with('/')).then_some(Target::Path)
+    (absolute && req.uri.path().starts_with('/')).then_some(Target::Absolute)
+}
+
+/// The status for a `Transfer-Encoding` weir will not forward: 400 for a
+/// repeated header, 501 for a coding other than `chunked` (a backend would
+/// read `gzip, chunked` as compressed content that Pingora has re-framed).
+pub(super) fn transfer_encoding(req: &RequestHeader) -> Option<u16> {
+    let mut te = req.headers.get_all(header::TRANSFER_ENCODING).iter();
+    match (te.next(), te.next()) {
+        (None, _) => None,
+        (Some(v), None) => {
+            let v = v.as_bytes().trim_ascii();
+            (!v.eq_ignore_ascii_case(b"chunked")).then_some(501)
+        }
+        (Some(_), Some(_)) => Some(400),
+    }
+}
+
+/// Longest request-target (nginx's default buffer is 8 KiB; Pingora's URI
+/// parser refuses 64 KiB and more with a 400 of its own).
+pub(super) const MAX_TARGET: usize = 16 << 10;
+
+/// The status for a head over `max` bytes: 414 for a request-target over
+/// [`MAX_TARGET`] (or `max`), 431 for the header fields together.
+pub(super) fn head_size(req: &RequestHeader, max: usize) -> Option<u16> {
+    if req.raw_path().len() > max.min(MAX_TARGET) {
+        return Some(414);
+    }
+    let mut total = 0usize;
+    for (name, value) in req.headers.iter() {
+        total += name.as_str().len() + value.len() + 4;
+        if total > max {
+            return Some(431);
+        }
+    }
+    None
 }
 
 /// Whether `Host` is one `host[:port]` (at most one header; required for
@@ -84,9 +124,35 @@ mod tests {
     #[test]
     fn request_target_forms() {
         assert_eq!(target(&req("GET", b"/x", &[])), Some(Target::Path));
-        assert_eq!(target(&req("GET", b"http://a/x", &[])), Some(Target::Path));
+        assert_eq!(
+            target(&req("GET", b"http://a/x", &[])),
+            Some(Target::Absolute)
+        );
         assert_eq!(target(&req("OPTIONS", b"*", &[])), Some(Target::Asterisk));
         assert_eq!(target(&req("GET", b"*", &[])), None);
+    }
+
+    #[test]
+    fn transfer_codings() {
+        let mut r = req("POST", b"/", &["a"]);
+        assert_eq!(transfer_encoding(&r), None);
+        r.append_header("transfer-encoding", "Chunked").unwrap();
+        assert_eq!(transfer_encoding(&r), None);
+        r.append_header("transfer-encoding", "chunked").unwrap();
+        assert_eq!(transfer_encoding(&r), Some(400));
+        let mut g = req("POST", b"/", &["a"]);
+        g.append_header("transfer-encoding", "gzip, chunked")
+            .unwrap();
+        assert_eq!(transfer_encoding(&g), Some(501));
+    }
+
+    #[test]
+    fn head_limits() {
+        let mut r = req("GET", &[b'/'; 100], &["a"]);
+        assert_eq!(head_size(&r, 99), Some(414));
+        assert_eq!(head_size(&r, 200), None);
+        r.append_header("x-big", "v".repeat(300)).unwrap();
+        assert_eq!(head_size(&r, 200), Some(431));
     }
 
     #[test]

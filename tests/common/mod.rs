@@ -13,6 +13,8 @@ pub mod backend;
 pub mod client;
 /// A throw-away `redis-server` child process (for shared rate limits).
 pub mod redis;
+/// Byte-level helpers: a scripted backend and a raw client with deadlines.
+pub mod scripted;
 /// Running the real `weir` binary as a child process.
 pub mod weir;
 
@@ -20,6 +22,9 @@ pub use backend::{BackendOpts, TestBackend};
 pub use client::{
     get, get_host, raw, raw_bytes, request, request_with_body, Echo, KeepAliveClient, Response,
     READ_TIMEOUT,
+};
+pub use scripted::{
+    echo_line, exchange, parse_responses, RawBackend, RawConn, RawRequest, RawResponse, Reply,
 };
 pub use weir::{run_weir, TestDir, WeirProcess, START_TIMEOUT, WEIR_BIN};
 
