@@ -46,7 +46,7 @@ pub fn match_form(path: &str) -> Cow<'_, str> {
         // backends that strip parameters and merge slashes see it.
         if i == 0 {
             out.push_str(bare);
-        } else if !(bare.is_empty() && !seg.is_empty()) {
+        } else if !bare.is_empty() || seg.is_empty() {
             out.push('/');
             out.push_str(bare);
         }
