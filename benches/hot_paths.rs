@@ -273,7 +273,7 @@ fn bench_headers(c: &mut Criterion) {
             b.iter_batched(
                 || (req.clone(), host.clone()),
                 |(mut r, h)| {
-                    weir::forward::set_forwarded(&mut r, black_box(peer), trusted, h);
+                    weir::forward::set_forwarded(&mut r, black_box(peer), trusted, h, false);
                     r
                 },
                 BatchSize::SmallInput,

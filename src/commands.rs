@@ -20,6 +20,23 @@ pub fn check(path: &Path) -> i32 {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let spans = config::spans::SpanIndex::build(&text);
     let mut warnings = config::shadow::warnings(&loaded.config);
+    for (i, set) in loaded.snapshot.certs.iter().enumerate() {
+        for (j, c) in set.iter().flat_map(|s| s.certs.iter()).enumerate() {
+            if c.expires_soon() {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                warnings.push(config::Issue::new(
+                    format!("listeners[{i}].tls.certificates[{j}]"),
+                    format!(
+                        "certificate {} expires in {} days",
+                        c.label,
+                        (c.not_after - now) / 86_400
+                    ),
+                ));
+            }
+        }
+    }
     let dir = loaded.file.parent().unwrap_or(Path::new("/"));
     if let Some(state) = crate::live::state_file_path(&loaded.config, dir) {
         match crate::overlay::Overlay::read(&state) {

@@ -50,6 +50,7 @@ pub fn set_forwarded(
     peer: Option<IpAddr>,
     trusted: bool,
     host: Option<HeaderValue>,
+    https: bool,
 ) {
     // Formatted on the stack: one allocation (the header value), not two.
     let mut buf = [0u8; 48];
@@ -88,7 +89,8 @@ pub fn set_forwarded(
         let _ = req.insert_header(X_FORWARDED_FOR.clone(), v);
     }
     if !(trusted && req.headers.contains_key(&X_FORWARDED_PROTO)) {
-        let _ = req.insert_header(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        let proto = HeaderValue::from_static(if https { "https" } else { "http" });
+        let _ = req.insert_header(X_FORWARDED_PROTO.clone(), proto);
     }
     if let Some(h) = host {
         if !(trusted && req.headers.contains_key(&X_FORWARDED_HOST)) {
@@ -211,7 +213,7 @@ mod tests {
             client_ip(&req, peer, trusted),
             Some("5.5.5.5".parse().unwrap())
         );
-        set_forwarded(&mut req, peer, true, None);
+        set_forwarded(&mut req, peer, true, None, false);
         assert_eq!(
             req.headers.get("x-forwarded-for").unwrap(),
             "6.6.6.6, 5.5.5.5, 10.0.0.1"
@@ -229,7 +231,14 @@ mod tests {
         ] {
             req.append_header(h, "1.1.1.1").unwrap();
         }
-        set_forwarded(&mut req, Some("8.8.8.8".parse().unwrap()), false, None);
+        set_forwarded(
+            &mut req,
+            Some("8.8.8.8".parse().unwrap()),
+            false,
+            None,
+            true,
+        );
+        assert_eq!(req.headers.get("x-forwarded-proto").unwrap(), "https");
         for h in [
             "x-real-ip",
             "true-client-ip",

@@ -38,6 +38,8 @@ pub struct Live {
     rust_log_set: bool,
     /// When the process started.
     pub started: Instant,
+    /// The certificate resolver of each https listener (by listener index).
+    pub tls: Vec<Option<Arc<crate::tls::SniResolver>>>,
 }
 
 /// An admin API failure: HTTP status and message.
@@ -144,7 +146,17 @@ impl Live {
             Err(e) => return Err(describe(&e)),
         };
         crate::metrics::config_loaded(true);
+        let tls = snapshot
+            .certs
+            .iter()
+            .map(|c| {
+                c.clone()
+                    .map(|set| Arc::new(crate::tls::SniResolver::new(set)))
+            })
+            .collect();
+        crate::metrics::tls_expiry(snapshot.cert_expiries());
         Ok(Arc::new(Live {
+            tls,
             file: file.to_path_buf(),
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             inputs: Mutex::new(Inputs {
@@ -175,6 +187,14 @@ impl Live {
 
     fn swap(&self, current: &Snapshot, next: Snapshot) {
         crate::metrics::forget_removed(current.removed_in(&next).into_iter());
+        // Same listeners (a listener change needs an upgrade): the re-read
+        // certificates serve new handshakes from now on.
+        for (resolver, set) in self.tls.iter().zip(&next.certs) {
+            if let (Some(r), Some(set)) = (resolver, set) {
+                r.replace(set.clone());
+            }
+        }
+        crate::metrics::tls_expiry(next.cert_expiries());
         self.snapshot.store(Arc::new(next));
     }
 

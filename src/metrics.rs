@@ -37,6 +37,7 @@ pub struct Metrics {
     shared_errors: IntCounterVec,
     circuit_open: IntGaugeVec,
     log_dropped: IntCounter,
+    tls_expiry: IntGaugeVec,
     reloads: IntCounterVec,
     last_reload: Gauge,
 }
@@ -111,6 +112,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "Access log lines dropped because the writer fell behind",
     )?;
     registry.register(Box::new(log_dropped.clone()))?;
+    let tls_expiry = IntGaugeVec::new(
+        Opts::new(
+            "weir_tls_certificate_expiry_timestamp_seconds",
+            "notAfter of each certificate an https listener serves",
+        ),
+        &["listener", "name"],
+    )?;
+    registry.register(Box::new(tls_expiry.clone()))?;
     let circuit_open = IntGaugeVec::new(
         Opts::new(
             "weir_circuit_open",
@@ -165,6 +174,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         shared_errors,
         circuit_open,
         log_dropped,
+        tls_expiry,
         reloads,
         last_reload,
     })
@@ -287,6 +297,17 @@ pub fn config_loaded(ok: bool) {
                 .map_or(0.0, |d| d.as_secs_f64());
             m.last_reload.set(now);
         }
+    }
+}
+
+/// Sets the expiry gauge of every certificate, by listener and name.
+pub fn tls_expiry<'a>(certs: impl IntoIterator<Item = (&'a str, &'a str, i64)>) {
+    let Some(m) = get() else { return };
+    m.tls_expiry.reset();
+    for (listener, name, not_after) in certs {
+        m.tls_expiry
+            .with_label_values(&[listener, name])
+            .set(not_after);
     }
 }
 

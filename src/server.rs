@@ -77,6 +77,38 @@ pub fn server_conf(s: &ServerSection, config_dir: &Path) -> ServerConf {
 }
 
 /// Raises the draining flag when Pingora starts a graceful stop or upgrade.
+/// No TLS callbacks: certificates come from the resolver.
+struct NoCallbacks;
+
+#[async_trait]
+impl pingora_core::listeners::TlsAccept for NoCallbacks {}
+
+/// The TLS settings of an https listener: SNI through `resolver`, ALPN h2
+/// when `http2`, client certificates checked against `client_ca`.
+fn tls_settings(
+    tls: &crate::config::model::ListenerTls,
+    resolver: Arc<crate::tls::SniResolver>,
+    dir: &Path,
+) -> Result<pingora_core::listeners::tls::TlsSettings, String> {
+    let mut settings =
+        pingora_core::listeners::tls::TlsSettings::with_callbacks(Box::new(NoCallbacks))
+            .map_err(|e| e.to_string())?;
+    settings.set_cert_resolver(resolver);
+    if tls.http2 {
+        settings.enable_h2();
+    }
+    if let Some(ca) = &tls.client_ca {
+        let mut roots = pingora_rustls::RootCertStore::empty();
+        pingora_rustls::load_ca_file_into_store(dir.join(ca), &mut roots)
+            .map_err(|e| e.to_string())?;
+        let verifier = pingora_rustls::WebPkiClientVerifier::builder(Arc::new(roots))
+            .build()
+            .map_err(|e| format!("client_ca {ca}: {e}"))?;
+        settings.set_client_cert_verifier(verifier);
+    }
+    Ok(settings)
+}
+
 struct DrainWatcher {
     phases: Mutex<Option<tokio::sync::broadcast::Receiver<ExecutionPhase>>>,
     draining: Arc<AtomicBool>,
@@ -137,13 +169,20 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
         Proxy::new(live.snapshot.clone(), draining.clone(), access_log),
         "weir proxy",
     );
-    for l in &cfg.listeners {
-        proxy.add_listener(
-            ListenerConfig::tcp(l.address.as_str()).l4_buffer(L4BufferSettings {
-                read: Some(DOWNSTREAM_READ_BUFFER),
-                write: None,
-            }),
-        );
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        let mut endpoint = ListenerConfig::tcp(l.address.as_str());
+        match (&l.tls, live.tls.get(i).cloned().flatten()) {
+            (Some(tls), Some(resolver)) => {
+                endpoint = endpoint.tls(tls_settings(tls, resolver, &dir)?);
+            }
+            _ => {
+                endpoint = endpoint.l4_buffer(L4BufferSettings {
+                    read: Some(DOWNSTREAM_READ_BUFFER),
+                    write: None,
+                });
+            }
+        }
+        proxy.add_listener(endpoint);
     }
     server.add_service(proxy);
     if let Some(admin) = &cfg.admin {

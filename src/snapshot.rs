@@ -73,6 +73,10 @@ pub struct Route {
 pub struct ListenerLimits {
     /// Largest request-target, and largest header fields together, in bytes.
     pub max_header_size: usize,
+    /// Connections come over TLS (`X-Forwarded-Proto: https`, `$scheme`).
+    pub https: bool,
+    /// Only TLS 1.3 sessions are served.
+    pub tls13_only: bool,
 }
 
 /// A route as the compiler hands it over: its matcher and the route.
@@ -91,6 +95,8 @@ pub struct Snapshot {
     pub listeners: Vec<(Arc<str>, SocketAddr)>,
     /// Listener limits, index-aligned with `listeners`.
     pub limits: Vec<ListenerLimits>,
+    /// Certificates of https listeners, index-aligned with `listeners`.
+    pub certs: Vec<Option<Arc<crate::tls::CertSet>>>,
     /// Peers whose X-Forwarded-For is believed.
     pub trusted_proxies: CidrSet,
     /// The config it was built from.
@@ -104,6 +110,7 @@ impl Snapshot {
         groups: Vec<Arc<Group>>,
         listeners: Vec<(Arc<str>, SocketAddr)>,
         limits: Vec<ListenerLimits>,
+        certs: Vec<Option<Arc<crate::tls::CertSet>>>,
         trusted_proxies: CidrSet,
         config: FileConfig,
     ) -> Snapshot {
@@ -117,6 +124,7 @@ impl Snapshot {
             groups,
             listeners,
             limits,
+            certs,
             trusted_proxies,
             config,
         }
@@ -165,6 +173,20 @@ impl Snapshot {
                 })
             })
         })
+    }
+
+    /// (listener, certificate name, notAfter) of every served certificate.
+    pub fn cert_expiries(&self) -> Vec<(&str, &str, i64)> {
+        self.listeners
+            .iter()
+            .zip(&self.certs)
+            .filter_map(|((name, _), set)| Some((name, set.as_ref()?)))
+            .flat_map(|(name, set)| {
+                set.certs
+                    .iter()
+                    .map(move |c| (&**name, c.label.as_str(), c.not_after))
+            })
+            .collect()
     }
 
     /// (upstream, backend label) pairs in `self` that `next` no longer has.

@@ -38,6 +38,7 @@ pub fn compile(cfg: &FileConfig, previous: Option<&Snapshot>) -> Result<Snapshot
     process::check_process(cfg, &mut issues);
     let listeners = process::listeners(cfg, &mut issues);
     let limits = process::limits(cfg, &mut issues);
+    let certs = process::certificates(cfg, &cfg.base_dir, &mut issues);
     let trusted_proxies =
         crate::policy::ip_filter::cidr_list(&cfg.trusted_proxies, "trusted_proxies", &mut issues);
     let old: HashMap<&str, &Arc<crate::upstream::Group>> = previous
@@ -92,6 +93,7 @@ pub fn compile(cfg: &FileConfig, previous: Option<&Snapshot>) -> Result<Snapshot
         groups,
         listeners,
         limits,
+        certs,
         trusted_proxies,
         cfg.clone(),
     ))

@@ -120,11 +120,20 @@ pub(super) fn listeners(cfg: &FileConfig, issues: &mut Vec<Issue>) -> Listeners 
                 ),
             )),
         }
-        if l.protocol != ListenerProtocol::Http {
-            issues.push(Issue::new(
+        match (l.protocol, &l.tls) {
+            (ListenerProtocol::Tcp, _) => issues.push(Issue::new(
                 format!("{base}.protocol"),
-                "only protocol: http is available in this version (https and tcp are planned)",
-            ));
+                "protocol: tcp is not available in this version (http and https are)",
+            )),
+            (ListenerProtocol::Https, None) => issues.push(Issue::new(
+                base.clone(),
+                "an https listener needs tls: { certificates: [{ cert, key }] }",
+            )),
+            (ListenerProtocol::Http, Some(_)) => issues.push(Issue::at_key(
+                format!("{base}.tls"),
+                "tls is for protocol: https listeners",
+            )),
+            _ => {}
         }
     }
     out
@@ -148,9 +157,57 @@ pub(super) fn limits(cfg: &FileConfig, issues: &mut Vec<Issue>) -> Vec<ListenerL
                     "must be between 1KiB and 1MiB (Pingora reads at most 1 MiB of head)",
                 ));
             }
+            let tls = l.tls.as_ref();
+            let min = tls.and_then(|t| t.min_version.as_deref());
+            if !matches!(min, None | Some("1.2" | "1.3")) {
+                issues.push(Issue::new(
+                    format!("listeners[{i}].tls.min_version"),
+                    "write \"1.2\" or \"1.3\"",
+                ));
+            }
             ListenerLimits {
                 max_header_size: max as usize,
+                https: l.protocol == ListenerProtocol::Https,
+                tls13_only: min == Some("1.3"),
             }
+        })
+        .collect()
+}
+
+/// Loads the certificates of every https listener (paths relative to
+/// `dir`), in listener order.
+pub(super) fn certificates(
+    cfg: &FileConfig,
+    dir: &std::path::Path,
+    issues: &mut Vec<Issue>,
+) -> Vec<Option<Arc<crate::tls::CertSet>>> {
+    let path = |p: &str| dir.join(p).display().to_string();
+    cfg.listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let tls = l.tls.as_ref()?;
+            let base = format!("listeners[{i}].tls");
+            if tls.certificates.is_empty() {
+                issues.push(Issue::new(
+                    format!("{base}.certificates"),
+                    "list at least one",
+                ));
+            }
+            let mut set = crate::tls::CertSet::default();
+            for (j, c) in tls.certificates.iter().enumerate() {
+                match crate::tls::load(&path(&c.cert), &path(&c.key)) {
+                    Ok(cert) => set.certs.push(cert),
+                    Err(e) => issues.push(Issue::new(format!("{base}.certificates[{j}]"), e)),
+                }
+            }
+            if let Some(ca) = &tls.client_ca {
+                let mut roots = pingora_rustls::RootCertStore::empty();
+                if let Err(e) = pingora_rustls::load_ca_file_into_store(path(ca), &mut roots) {
+                    issues.push(Issue::new(format!("{base}.client_ca"), e.to_string()));
+                }
+            }
+            Some(Arc::new(set))
         })
         .collect()
 }

@@ -115,6 +115,11 @@ pub fn parse_file(path: &Path) -> Result<Parsed, ConfigErrors> {
     })?;
     let mut parsed = parse_str(&text, &label, &|name| std::env::var(name).ok())?;
     parsed.file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    parsed.config.base_dir = parsed
+        .file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     Ok(parsed)
 }
 

@@ -87,6 +87,10 @@ pub struct FileConfig {
     /// by `GET /config`).
     #[serde(skip)]
     pub substituted: Vec<String>,
+    /// The folder relative file names are read from (the config file's; not
+    /// a file key).
+    #[serde(skip)]
+    pub base_dir: std::path::PathBuf,
 }
 
 /// The `server` section: a subset of Pingora's `ServerConf`, same names and units.
@@ -133,6 +137,35 @@ pub struct ListenerConfig {
     /// Largest request head (request-target: 414; header fields: 431).
     /// Default: 64KiB.
     pub max_header_size: Option<Size>,
+    /// TLS settings (`https` listeners only).
+    pub tls: Option<ListenerTls>,
+}
+
+/// `listeners[].tls`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// Certificate chains and keys; SNI picks by the certificate's names,
+    /// the first is the default.
+    pub certificates: Vec<CertificateFiles>,
+    /// Offer HTTP/2 (ALPN h2, then http/1.1). Default: false.
+    #[serde(default)]
+    pub http2: bool,
+    /// CA bundle for client certificates (mTLS): clients without a valid
+    /// certificate are refused.
+    pub client_ca: Option<String>,
+    /// Lowest TLS version: "1.2" (default) or "1.3".
+    pub min_version: Option<String>,
+}
+
+/// One certificate of an https listener.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFiles {
+    /// PEM certificate chain (leaf first).
+    pub cert: String,
+    /// PEM private key.
+    pub key: String,
 }
 
 /// The protocol of a listener.
@@ -142,7 +175,7 @@ pub enum ListenerProtocol {
     /// Plain HTTP/1.1.
     #[default]
     Http,
-    /// TLS-terminated HTTP (not available yet).
+    /// TLS-terminated HTTP/1.1 and, with `tls.http2`, HTTP/2.
     Https,
     /// Plain TCP relay (not available yet).
     Tcp,

@@ -60,6 +60,8 @@ pub struct Ctx {
     pub(super) set_cookie: Option<HeaderValue>,
     /// weir sent `100 Continue` itself.
     pub(super) sent_continue: bool,
+    /// The connection came over TLS.
+    pub(super) https: bool,
     pub(super) request_id: Option<HeaderValue>,
     pub(super) request_id_is_new: bool,
     pub(super) client: Option<IpAddr>,
@@ -86,6 +88,7 @@ impl Ctx {
             retrying_5xx: false,
             set_cookie: None,
             sent_continue: false,
+            https: false,
             request_id: None,
             request_id_is_new: false,
             client: None,

@@ -77,6 +77,14 @@ fn has_alternative(session: &Session, ctx: &Ctx) -> bool {
         .is_some_and(|g| select::select(session, ctx, g, false).is_some())
 }
 
+/// Whether the session negotiated TLS 1.3.
+fn tls13(session: &Session) -> bool {
+    session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .is_some_and(|s| s.version.contains("1_3") || s.version.contains("1.3"))
+}
+
 fn expects_continue(req: &pingora_http::RequestHeader) -> bool {
     req.version == http::Version::HTTP_11
         && req
@@ -141,12 +149,15 @@ impl Proxy {
             log::warn!("connection on {local:?} matches no listener; closing it");
             return Next::Close;
         };
-        let max_head = snap
-            .limits
-            .get(listener)
-            .map_or(usize::MAX, |l| l.max_header_size);
-        if let Some(status) = shape::head_size(req, max_head) {
-            return Next::Answer(Answer::status(status));
+        if let Some(limits) = snap.limits.get(listener) {
+            ctx.https = limits.https;
+            if limits.tls13_only && !tls13(session) {
+                log::info!("closing a TLS 1.2 session on a min_version 1.3 listener");
+                return Next::Close;
+            }
+            if let Some(status) = shape::head_size(req, limits.max_header_size) {
+                return Next::Answer(Answer::status(status));
+            }
         }
         let index = match snap.router.find(
             listener,
@@ -198,7 +209,7 @@ impl Proxy {
             } => Next::Respond(*status, body.clone(), content_type.clone()),
             Action::Redirect(r) => {
                 let facts = Facts {
-                    scheme: "http",
+                    scheme: if ctx.https { "https" } else { "http" },
                     host,
                     path: &path,
                     query: req.uri.query(),
@@ -328,7 +339,13 @@ impl ProxyHttp for Proxy {
         }
         forward::keep_te_trailers(session.req_header(), upstream);
         let host = session.req_header().headers.get(header::HOST).cloned();
-        forward::set_forwarded(upstream, peer_ip(session), ctx.peer_trusted, host);
+        forward::set_forwarded(
+            upstream,
+            peer_ip(session),
+            ctx.peer_trusted,
+            host,
+            ctx.https,
+        );
         if let Some(h) = ctx.group().and_then(|g| g.host_header.clone()) {
             upstream.insert_header(header::HOST, h)?;
         }

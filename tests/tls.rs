@@ -1,0 +1,371 @@
+//! https listeners against real TLS clients (curl and openssl s_client from
+//! Debian): SNI choice and the default certificate, HTTP/2 by ALPN, mTLS,
+//! `X-Forwarded-Proto: https`, certificates re-read by a live reload,
+//! `min_version`, and `weir check` on bad or expiring certificates.
+//! Certificates are made in the test with rcgen.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use rcgen::{BasicConstraints, Certificate, CertificateParams, IsCa, KeyPair};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+struct Ca {
+    cert: Certificate,
+    key: KeyPair,
+}
+
+fn ca() -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "weir test CA");
+    Ca {
+        cert: p.self_signed(&key).unwrap(),
+        key,
+    }
+}
+
+/// Writes a leaf for `names`, signed by `ca`, as `<stem>.pem` / `<stem>.key`.
+fn leaf(
+    dir: &Path,
+    stem: &str,
+    ca: &Ca,
+    names: &[&str],
+    not_after: Option<(i32, u8, u8)>,
+) -> (PathBuf, PathBuf) {
+    let key = KeyPair::generate().unwrap();
+    let mut p =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    if let Some((y, m, d)) = not_after {
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(y, m, d);
+    }
+    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let (c, k) = (
+        dir.join(format!("{stem}.pem")),
+        dir.join(format!("{stem}.key")),
+    );
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+fn write_ca(dir: &Path, ca: &Ca) -> PathBuf {
+    let p = dir.join("ca.pem");
+    std::fs::write(&p, ca.cert.pem()).unwrap();
+    p
+}
+
+fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["-s", "--max-time", "5"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl runs")
+}
+
+/// `curl https://NAME:PORT/` with NAME resolved to 127.0.0.1 (so SNI is NAME).
+fn curl_name(name: &str, port: u16, ca: &Path, extra: &[&str]) -> Output {
+    let resolve = format!("{name}:{port}:127.0.0.1");
+    let url = format!("https://{name}:{port}/");
+    let mut args = vec!["--resolve", &resolve, "--cacert", ca.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    curl(&args)
+}
+
+/// The subjectAltName of the certificate served without SNI.
+fn default_cert_names(addr: SocketAddr) -> String {
+    let s = Command::new("openssl")
+        .args(["s_client", "-connect", &addr.to_string(), "-noservername"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let mut x = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    x.stdin.take().unwrap().write_all(&s.stdout).unwrap();
+    String::from_utf8_lossy(&x.wait_with_output().unwrap().stdout).into_owned()
+}
+
+fn config(listen: SocketAddr, backend: SocketAddr, tls: &str) -> String {
+    format!(
+        r#"
+server: {{ threads: 1, pid_file: "{{{{DIR}}}}/weir.pid", upgrade_sock: "{{{{DIR}}}}/up.sock" }}
+listeners:
+  - name: websecure
+    address: "{listen}"
+    protocol: https
+    tls: {tls}
+routes:
+  - {{ name: back, match: {{ path_prefix: / }}, upstream: b }}
+upstreams:
+  b: {{ backends: ["{backend}"] }}
+"#
+    )
+}
+
+#[test]
+fn sni_picks_the_certificate_and_the_first_is_the_default() {
+    let dir = TestDir::create();
+    let ca = ca();
+    let ca_path = write_ca(dir.path(), &ca);
+    let (a_c, a_k) = leaf(dir.path(), "a", &ca, &["a.test"], None);
+    let (w_c, w_k) = leaf(dir.path(), "w", &ca, &["*.b.test"], None);
+    let b = TestBackend::start("b");
+    let listen = free_addr();
+    let tls =
+        format!(
+        "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}, {{ cert: \"{}\", key: \"{}\" }}] }}",
+        a_c.display(), a_k.display(), w_c.display(), w_k.display()
+    );
+    let _w = WeirProcess::start(&config(listen, b.addr(), &tls), listen);
+    // Verified against the CA with the SNI name: the right certificate.
+    let o = curl_name("a.test", listen.port(), &ca_path, &["-D", "-"]);
+    assert!(o.status.success(), "{o:?}");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("x-forwarded-proto") && text.contains("https"),
+        "{text}"
+    );
+    let o = curl_name("x.b.test", listen.port(), &ca_path, &[]);
+    assert!(o.status.success(), "wildcard: {o:?}");
+    // A wildcard covers one label only: deep.x.b.test gets the default (a.test) and fails verification.
+    let o = curl_name("deep.x.b.test", listen.port(), &ca_path, &[]);
+    assert!(!o.status.success(), "{o:?}");
+    // No SNI at all: the first certificate.
+    assert!(default_cert_names(listen).contains("a.test"));
+}
+
+#[test]
+fn http2_by_alpn_only_when_enabled() {
+    let dir = TestDir::create();
+    let ca = ca();
+    let ca_path = write_ca(dir.path(), &ca);
+    let (c, k) = leaf(dir.path(), "a", &ca, &["a.test"], None);
+    let b = TestBackend::start("b");
+    for (http2, want) in [(true, "2"), (false, "1.1")] {
+        let listen = free_addr();
+        let tls = format!(
+            "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}], http2: {http2} }}",
+            c.display(),
+            k.display()
+        );
+        let _w = WeirProcess::start(&config(listen, b.addr(), &tls), listen);
+        let o = curl_name(
+            "a.test",
+            listen.port(),
+            &ca_path,
+            &[
+                "--http2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_version} %{http_code}",
+            ],
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            format!("{want} 200"),
+            "{o:?}"
+        );
+    }
+}
+
+#[test]
+fn client_certificates_are_required_with_client_ca() {
+    let dir = TestDir::create();
+    let ca = ca();
+    let ca_path = write_ca(dir.path(), &ca);
+    let (c, k) = leaf(dir.path(), "a", &ca, &["a.test"], None);
+    let (cc, ck) = leaf(dir.path(), "client", &ca, &["client.test"], None);
+    let stranger = self::ca();
+    let (sc, sk) = leaf(dir.path(), "stranger", &stranger, &["client.test"], None);
+    let b = TestBackend::start("b");
+    let listen = free_addr();
+    let tls = format!(
+        "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}], client_ca: \"{}\" }}",
+        c.display(),
+        k.display(),
+        ca_path.display()
+    );
+    let _w = WeirProcess::start(&config(listen, b.addr(), &tls), listen);
+    let code = |extra: &[&str]| {
+        let mut args = vec!["-o", "/dev/null", "-w", "%{http_code}"];
+        args.extend_from_slice(extra);
+        String::from_utf8_lossy(&curl_name("a.test", listen.port(), &ca_path, &args).stdout)
+            .into_owned()
+    };
+    assert_eq!(code(&[]), "000", "no client certificate must be refused");
+    assert_eq!(
+        code(&[
+            "--cert",
+            sc.to_str().unwrap(),
+            "--key",
+            sk.to_str().unwrap()
+        ]),
+        "000"
+    );
+    assert_eq!(
+        code(&[
+            "--cert",
+            cc.to_str().unwrap(),
+            "--key",
+            ck.to_str().unwrap()
+        ]),
+        "200"
+    );
+    assert_eq!(b.requests(), 1);
+}
+
+#[test]
+fn a_live_reload_rereads_the_certificates() {
+    let dir = TestDir::create();
+    let ca = ca();
+    let ca_path = write_ca(dir.path(), &ca);
+    let (c, k) = leaf(dir.path(), "a", &ca, &["a.test"], None);
+    let b = TestBackend::start("b");
+    let listen = free_addr();
+    let tls = format!(
+        "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}] }}",
+        c.display(),
+        k.display()
+    );
+    let w = WeirProcess::start(&config(listen, b.addr(), &tls), listen);
+    assert!(curl_name("a.test", listen.port(), &ca_path, &[])
+        .status
+        .success());
+    assert!(!curl_name("new.test", listen.port(), &ca_path, &[])
+        .status
+        .success());
+    // A bad key at the same path: the reload fails and the old certificate stays.
+    std::fs::write(&k, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    w.signal("HUP");
+    assert!(
+        w.wait_for_log("config reload failed", Duration::from_secs(10)),
+        "{}",
+        w.logs()
+    );
+    assert!(curl_name("a.test", listen.port(), &ca_path, &[])
+        .status
+        .success());
+    // New files at the same paths: served after the reload, same listener, no restart.
+    leaf(dir.path(), "a", &ca, &["new.test"], None);
+    w.signal("HUP");
+    assert!(
+        poll_until(Duration::from_secs(10), || curl_name(
+            "new.test",
+            listen.port(),
+            &ca_path,
+            &[]
+        )
+        .status
+        .success()),
+        "{}",
+        w.logs()
+    );
+    assert!(w.is_running());
+}
+
+#[test]
+fn min_version_13_refuses_tls12_sessions() {
+    let dir = TestDir::create();
+    let ca = ca();
+    let ca_path = write_ca(dir.path(), &ca);
+    let (c, k) = leaf(dir.path(), "a", &ca, &["a.test"], None);
+    let b = TestBackend::start("b");
+    let listen = free_addr();
+    let tls = format!(
+        "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}], min_version: \"1.3\" }}",
+        c.display(),
+        k.display()
+    );
+    let _w = WeirProcess::start(&config(listen, b.addr(), &tls), listen);
+    let code = |extra: &[&str]| {
+        let mut args = vec!["-o", "/dev/null", "-w", "%{http_code}"];
+        args.extend_from_slice(extra);
+        String::from_utf8_lossy(&curl_name("a.test", listen.port(), &ca_path, &args).stdout)
+            .into_owned()
+    };
+    assert_eq!(code(&["--tlsv1.3"]), "200");
+    assert_eq!(code(&["--tls-max", "1.2"]), "000");
+    assert_eq!(b.requests(), 1, "the TLS 1.2 request reached no backend");
+}
+
+fn check(dir: &TestDir, tls: &str) -> Output {
+    let cfg = dir.write(
+        "weir.yaml",
+        &format!(
+            "listeners:\n  - name: s\n    address: 127.0.0.1:1\n    protocol: https\n    tls: {tls}\nroutes:\n  - respond: {{ status: 200 }}\n"
+        ),
+    );
+    run_weir(&["check", "-c", cfg.to_str().unwrap()])
+}
+
+#[test]
+fn check_refuses_bad_certificates_and_warns_about_expiring_ones() {
+    let dir = TestDir::create();
+    let ca = ca();
+    let (c, k) = leaf(dir.path(), "a", &ca, &["a.test"], None);
+    let (_, other_key) = leaf(dir.path(), "b", &ca, &["b.test"], None);
+    let (old_c, old_k) = leaf(dir.path(), "old", &ca, &["old.test"], Some((2021, 1, 1)));
+    let soon = time_in_days(5);
+    let (soon_c, soon_k) = leaf(dir.path(), "soon", &ca, &["soon.test"], Some(soon));
+    let pair = |c: &Path, k: &Path| {
+        format!(
+            "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}] }}",
+            c.display(),
+            k.display()
+        )
+    };
+    for (label, tls, needle) in [
+        (
+            "missing file",
+            pair(&dir.path().join("nope.pem"), &k),
+            "cannot read",
+        ),
+        ("key mismatch", pair(&c, &other_key), "does not fit"),
+        ("expired", pair(&old_c, &old_k), "expired"),
+    ] {
+        let o = check(&dir, &tls);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{label}: {err}");
+        assert!(
+            err.contains("weir.yaml:5:")
+                && err.contains("listeners[0].tls.certificates[0]")
+                && err.contains(needle),
+            "{label}: {err}"
+        );
+    }
+    let o = check(&dir, &pair(&soon_c, &soon_k));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: listeners[0].tls.certificates[0]: certificate soon.test expires in"),
+        "{err}"
+    );
+}
+
+/// (year, month, day) `days` from now (UTC).
+fn time_in_days(days: i64) -> (i32, u8, u8) {
+    let t = rcgen::date_time_ymd(1970, 1, 1)
+        + Duration::from_secs(
+            (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64
+                + days * 86_400) as u64,
+        );
+    (t.year(), t.month() as u8, t.day())
+}
