@@ -10,9 +10,21 @@
 //!
 //! Anything after THREADS is Pingora's usual command line (`-d`, `-t`, ...);
 //! without flags it runs in the foreground like any Pingora server.
+//!
+//! It makes every build-level and runtime choice weir makes, so that
+//! "weir / floor" measures weir's own logic only: the same allocator
+//! (mimalloc, with the `mimalloc` feature as weir), the same profile (the
+//! package's), no L4 read buffer on client connections, and work stealing
+//! off with one thread.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use async_trait::async_trait;
+use pingora_core::listeners::ListenerConfig;
+use pingora_core::protocols::l4::stream::L4BufferSettings;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -57,12 +69,18 @@ fn main() {
             .to_string(),
         grace_period_seconds: Some(1),
         graceful_shutdown_timeout_seconds: Some(1),
+        work_stealing: threads > 1,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
     let mut svc = pingora_proxy::http_proxy_service(&server.configuration, Floor(backend));
-    svc.add_tcp(&listen);
+    svc.add_listener(
+        ListenerConfig::tcp(listen.as_str()).l4_buffer(L4BufferSettings {
+            read: Some(0),
+            write: None,
+        }),
+    );
     server.add_service(svc);
     server.run_forever();
 }

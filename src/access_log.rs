@@ -87,6 +87,9 @@ pub struct Entry<'a> {
     pub referer: &'a str,
     /// HTTP version text for combined (`HTTP/1.1`).
     pub version: &'a str,
+    /// The tcp listener that accepted the connection (`json` key `listener`,
+    /// only on tcp lines; http lines leave it out).
+    pub listener: Option<&'a str>,
 }
 
 fn json_str(out: &mut String, s: &str) {
@@ -172,6 +175,10 @@ pub fn format_json(e: &Entry<'_>, log_query: bool, now: SystemTime) -> String {
     json_str(&mut out, e.request_id);
     out.push_str(",\"user_agent\":");
     json_str(&mut out, e.user_agent);
+    if let Some(l) = e.listener {
+        out.push_str(",\"listener\":");
+        json_str(&mut out, l);
+    }
     out.push_str("}\n");
     out
 }
@@ -312,10 +319,21 @@ impl BackgroundService for Writer {
             }
         };
         let mut seen = REOPEN.load(Relaxed);
+        // A stop does not end the writer: requests and tcp tunnels that
+        // finish during the grace period are logged too (Pingora drops this
+        // task when it stops the runtime; every batch is flushed).
+        let mut stopping = false;
         loop {
-            let line = tokio::select! {
-                l = rx.recv() => l,
-                _ = shutdown.changed() => None,
+            let line = if stopping {
+                rx.recv().await
+            } else {
+                tokio::select! {
+                    l = rx.recv() => l,
+                    _ = shutdown.changed() => {
+                        stopping = true;
+                        continue;
+                    }
+                }
             };
             let Some(line) = line else { break };
             let now = REOPEN.load(Relaxed);

@@ -111,7 +111,10 @@ pub fn explain(path: &Path, args: &ExplainArgs) -> i32 {
         }
     }
     let listener = match &args.listener {
-        None => 0,
+        // The first listener routes apply to (not a tcp one).
+        None => (0..snap.listeners.len())
+            .find(|&i| snap.tcp_group(i).is_none())
+            .unwrap_or(0),
         Some(name) => match snap.listeners.iter().position(|(n, _)| **n == **name) {
             Some(i) => i,
             None => {

@@ -5,7 +5,7 @@
 //! are reused, so their health and counters survive.
 
 use crate::compile::{self, compile};
-use crate::config::model::{BackendEntry, FileConfig};
+use crate::config::model::{BackendEntry, FileConfig, ListenerConfig};
 use crate::config::Issue;
 use crate::overlay::{BackendState, Op, Overlay};
 use crate::snapshot::{SharedSnapshot, Snapshot};
@@ -86,6 +86,16 @@ pub fn summarize(old: &FileConfig, new: &FileConfig) -> String {
     if !changed.is_empty() {
         parts.push(format!("upstreams changed: {}", changed.join(", ")));
     }
+    for (o, n) in old.listeners.iter().zip(&new.listeners) {
+        if o.upstream != n.upstream {
+            parts.push(format!(
+                "listener {} upstream {} → {}",
+                n.name,
+                o.upstream.as_deref().unwrap_or("-"),
+                n.upstream.as_deref().unwrap_or("-")
+            ));
+        }
+    }
     if old.log != new.log {
         parts.push("log".into());
     }
@@ -99,10 +109,23 @@ pub fn summarize(old: &FileConfig, new: &FileConfig) -> String {
     }
 }
 
+/// The listeners with each tcp listener's `upstream` left out: the one
+/// listener key a live reload may change (the snapshot says which group a
+/// tcp listener relays to, and each connection reads it).
+fn bound_listeners(cfg: &FileConfig) -> Vec<ListenerConfig> {
+    cfg.listeners
+        .iter()
+        .map(|l| ListenerConfig {
+            upstream: None,
+            ..l.clone()
+        })
+        .collect()
+}
+
 fn needs_upgrade(old: &FileConfig, new: &FileConfig) -> Option<&'static str> {
     if old.server != new.server {
         Some("the server section changed; this needs `weir upgrade` (a new process)")
-    } else if old.listeners != new.listeners {
+    } else if bound_listeners(old) != bound_listeners(new) {
         Some("listeners changed; this needs `weir upgrade` (a new process)")
     } else if old.admin != new.admin {
         Some("the admin section changed; this needs `weir upgrade` (a new process)")

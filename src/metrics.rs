@@ -40,6 +40,9 @@ pub struct Metrics {
     tls_expiry: IntGaugeVec,
     reloads: IntCounterVec,
     last_reload: Gauge,
+    connections_active: IntGaugeVec,
+    tcp_active: IntGaugeVec,
+    tcp_total: IntCounterVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -127,10 +130,34 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["upstream", "backend"],
     )?;
+    let connections_active = IntGaugeVec::new(
+        Opts::new(
+            "weir_connections_active",
+            "Client connections being served by an http or https listener",
+        ),
+        &["listener"],
+    )?;
+    registry.register(Box::new(connections_active.clone()))?;
     let last_reload = Gauge::new(
         "weir_config_last_reload_success_timestamp_seconds",
         "Unix time of the last successful config load",
     )?;
+    let tcp_active = IntGaugeVec::new(
+        Opts::new(
+            "weir_tcp_connections_active",
+            "Connections open on a tcp listener",
+        ),
+        &["listener"],
+    )?;
+    let tcp_total = IntCounterVec::new(
+        Opts::new(
+            "weir_tcp_connections_total",
+            "Connections accepted by a tcp listener",
+        ),
+        &["listener"],
+    )?;
+    registry.register(Box::new(tcp_active.clone()))?;
+    registry.register(Box::new(tcp_total.clone()))?;
     let build_info = IntGaugeVec::new(
         Opts::new("weir_build_info", "Build information"),
         &["version"],
@@ -177,6 +204,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
         tls_expiry,
         reloads,
         last_reload,
+        connections_active,
+        tcp_active,
+        tcp_total,
     })
 }
 
@@ -309,6 +339,22 @@ pub fn tls_expiry<'a>(certs: impl IntoIterator<Item = (&'a str, &'a str, i64)>) 
             .with_label_values(&[listener, name])
             .set(not_after);
     }
+}
+
+/// The active-connections gauge and the accepted-connections counter of a
+/// tcp listener.
+pub fn tcp_connections(listener: &str) -> Option<(prometheus::IntGauge, IntCounter)> {
+    get().map(|m| {
+        (
+            m.tcp_active.with_label_values(&[listener]),
+            m.tcp_total.with_label_values(&[listener]),
+        )
+    })
+}
+
+/// The `weir_connections_active` gauge of an http or https listener.
+pub fn connections_active(listener: &str) -> Option<prometheus::IntGauge> {
+    get().map(|m| m.connections_active.with_label_values(&[listener]))
 }
 
 /// Counts an access log line dropped because the writer fell behind.

@@ -7,11 +7,12 @@ use crate::admin::AdminApi;
 use crate::background::HealthService;
 use crate::cli::RunFlags;
 use crate::compile::Loaded;
-use crate::config::model::ServerSection;
+use crate::config::model::{ListenerProtocol, ServerSection};
 use crate::dns::DnsService;
 use crate::live::Live;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
+use crate::tcp::TcpApp;
 use crate::values::{parse_admin_listen, AdminListen};
 use async_trait::async_trait;
 use pingora_core::listeners::ListenerConfig;
@@ -164,11 +165,14 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
         Some((log, writer)) => (Some(Arc::new(log)), Some(writer)),
         None => (None, None),
     };
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+    // The proxy behind the connection front (per-listener limits, PROXY
+    // protocol, head deadline): see `crate::front`.
+    let mut proxy = crate::front::service(
         &server.configuration,
-        Proxy::new(live.snapshot.clone(), draining.clone(), access_log),
-        "weir proxy",
+        Proxy::new(live.snapshot.clone(), draining.clone(), access_log.clone()),
+        &live.snapshot.load(),
     );
+    let mut tcp = Vec::new();
     for (i, l) in cfg.listeners.iter().enumerate() {
         let mut endpoint = ListenerConfig::tcp(l.address.as_str());
         match (&l.tls, live.tls.get(i).cloned().flatten()) {
@@ -182,9 +186,29 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
                 });
             }
         }
+        if l.protocol == ListenerProtocol::Tcp {
+            tcp.push((i, l.name.as_str(), endpoint));
+            continue;
+        }
         proxy.add_listener(endpoint);
     }
-    server.add_service(proxy);
+    if tcp.len() < cfg.listeners.len() {
+        server.add_service(proxy);
+    }
+    // Each tcp listener is its own service (and so hands its socket over on
+    // upgrade). Open tunnels get the grace period, less a margin so that
+    // they are closed and logged before Pingora stops the runtime.
+    let grace = std::time::Duration::from_secs(
+        server
+            .configuration
+            .grace_period_seconds
+            .unwrap_or(DEFAULT_GRACE_PERIOD),
+    )
+    .saturating_sub(std::time::Duration::from_millis(500));
+    for (i, name, endpoint) in tcp {
+        let app = TcpApp::new(name, i, live.snapshot.clone(), access_log.clone(), grace);
+        server.add_service(crate::tcp::service(app, endpoint));
+    }
     if let Some(admin) = &cfg.admin {
         let listen = parse_admin_listen(&admin.listen).ok_or("invalid admin.listen")?;
         let api = AdminApi::new(live.clone(), &listen, admin.token.clone());

@@ -77,6 +77,34 @@ pub struct ListenerLimits {
     pub https: bool,
     /// Only TLS 1.3 sessions are served.
     pub tls13_only: bool,
+    /// Deadline for a whole request head, from its first byte.
+    pub header_timeout: std::time::Duration,
+    /// Idle seconds allowed between requests (`None`: no keep-alive).
+    pub keepalive: Option<u64>,
+    /// Most connections served at once (`None`: unlimited).
+    pub max_connections: Option<usize>,
+    /// Connections start with a PROXY protocol header.
+    pub proxy_protocol: bool,
+}
+
+/// The rule of [`Snapshot::listener_index`] over bound addresses in
+/// listener order: the one bound to exactly `local`, else the wildcard of
+/// `local`'s family on its port, else `None`. Code that identifies a
+/// connection's listener before a request exists (the connection front,
+/// PROXY protocol before TLS) uses it with the same addresses.
+pub fn find_listener(
+    mut bound: impl Iterator<Item = SocketAddr> + Clone,
+    local: Option<SocketAddr>,
+) -> Option<usize> {
+    let local = local?;
+    if let Some(i) = bound.clone().position(|a| a == local) {
+        return Some(i);
+    }
+    let wildcard = match local {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], local.port())),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], local.port())),
+    };
+    bound.position(|a| a == wildcard)
 }
 
 /// A route as the compiler hands it over: its matcher and the route.
@@ -101,6 +129,11 @@ pub struct Snapshot {
     pub trusted_proxies: CidrSet,
     /// The config it was built from.
     pub config: FileConfig,
+    /// For each listener (index-aligned with `listeners`), the index in
+    /// `groups` of the upstream a `tcp` listener relays to; `None` for
+    /// http/https listeners. Read per connection, so a reload can point a
+    /// tcp listener at another group.
+    pub tcp_upstreams: Vec<Option<usize>>,
 }
 
 impl Snapshot {
@@ -127,7 +160,14 @@ impl Snapshot {
             certs,
             trusted_proxies,
             config,
+            tcp_upstreams: Vec::new(),
         }
+    }
+
+    /// The upstream group of the `tcp` listener at `listener`, if it has one.
+    pub fn tcp_group(&self, listener: usize) -> Option<&Arc<Group>> {
+        let g = (*self.tcp_upstreams.get(listener)?)?;
+        self.groups.get(g)
     }
 
     /// Index of the listener that accepted a connection whose local
@@ -140,15 +180,7 @@ impl Snapshot {
     /// there is; these two rules identify the endpoint exactly, because two
     /// sockets cannot both be bound to the same address and port.
     pub fn listener_index(&self, local: Option<SocketAddr>) -> Option<usize> {
-        let local = local?;
-        if let Some(i) = self.listeners.iter().position(|(_, a)| *a == local) {
-            return Some(i);
-        }
-        let wildcard = match local {
-            SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], local.port())),
-            SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], local.port())),
-        };
-        self.listeners.iter().position(|(_, a)| *a == wildcard)
+        find_listener(self.listeners.iter().map(|(_, a)| *a), local)
     }
 
     /// Whether `ip` is a trusted proxy.

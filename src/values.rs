@@ -133,6 +133,9 @@ pub struct Timeouts {
     pub write: Duration,
     /// Idle timeout of pooled connections. Default 60 s.
     pub idle: Duration,
+    /// Longest a tunnel (a `tcp` listener's connection) may pass no bytes
+    /// either way. Default 1 h.
+    pub tunnel_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -142,6 +145,7 @@ impl Default for Timeouts {
             read: Duration::from_secs(60),
             write: Duration::from_secs(60),
             idle: Duration::from_secs(60),
+            tunnel_idle: Duration::from_secs(3600),
         }
     }
 }

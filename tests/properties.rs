@@ -1224,3 +1224,86 @@ proptest! {
         let _ = match_form(&text);
     }
 }
+
+// ---------------------------------------------------------------------------
+// 6. The PROXY protocol header parser (bytes from anyone who connects to a
+//    `proxy_protocol: true` listener)
+// ---------------------------------------------------------------------------
+
+use weir::config::model::ProxyProtocolVersion;
+use weir::proxy_protocol::{self as pp, Parsed};
+
+/// Bytes that reach deep into the parser: arbitrary, or after the v2
+/// signature (with plausible version and family bytes), or after `PROXY `.
+fn pp_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let tail = prop::collection::vec(any::<u8>(), 0..300);
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..300),
+        (
+            select(&[0x20u8, 0x21, 0x22, 0x11][..]),
+            select(&[0x00u8, 0x11, 0x12, 0x21, 0x31, 0x41][..]),
+            any::<u16>(),
+            tail.clone(),
+        )
+            .prop_map(|(vc, fam, len, t)| {
+                let mut v = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+                v.extend_from_slice(&[vc, fam]);
+                v.extend_from_slice(&(len % 300).to_be_bytes());
+                v.extend(t);
+                v
+            }),
+        (
+            "(TCP4|TCP6|UNKNOWN|TCP) [0-9a-f.:]{0,20} [0-9a-f.:]{0,20} [0-9]{0,6} [0-9]{0,6}(\r\n|\n|\r|)",
+            tail,
+        )
+            .prop_map(|(s, t)| [b"PROXY ".as_slice(), s.as_bytes(), &t].concat()),
+    ]
+}
+
+fn any_socket() -> impl Strategy<Value = std::net::SocketAddr> {
+    (any_ip(), any::<u16>()).prop_map(|(ip, port)| std::net::SocketAddr::new(ip, port))
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn proxy_header_parse_never_panics(
+        bytes in pp_bytes(),
+        more in prop::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let first = pp::parse(&bytes);
+        if let Parsed::Complete(h) = first {
+            prop_assert!(h.len <= bytes.len() && h.len <= pp::MAX_LEN);
+        }
+        // A verdict never changes with more bytes: complete stays the same
+        // header, invalid stays invalid (so a reader may stop at either).
+        let longer = pp::parse(&[bytes.as_slice(), &more].concat());
+        match first {
+            Parsed::Complete(h) => prop_assert_eq!(longer, Parsed::Complete(h)),
+            Parsed::Invalid(_) => prop_assert!(matches!(longer, Parsed::Invalid(_))),
+            Parsed::Incomplete => {}
+        }
+    }
+
+    #[test]
+    fn proxy_headers_weir_writes_read_back(
+        src in any_socket(),
+        dst in any_socket(),
+        v2 in any::<bool>(),
+        data in prop::collection::vec(any::<u8>(), 0..32),
+    ) {
+        let version = if v2 { ProxyProtocolVersion::V2 } else { ProxyProtocolVersion::V1 };
+        let h = pp::encode(version, src, dst);
+        for n in 0..h.len() {
+            prop_assert_eq!(pp::parse(&h[..n]), Parsed::Incomplete);
+        }
+        let Parsed::Complete(got) = pp::parse(&[h.as_slice(), &data].concat()) else {
+            return Err(TestCaseError::fail(format!("{h:?} did not parse")));
+        };
+        prop_assert_eq!(got.len, h.len());
+        let canon = |a: std::net::SocketAddr| (a.ip().to_canonical(), a.port());
+        prop_assert_eq!(got.source.map(canon), Some(canon(src)));
+        prop_assert_eq!(got.destination.map(canon), Some(canon(dst)));
+    }
+}

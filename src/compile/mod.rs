@@ -55,6 +55,7 @@ pub fn compile(cfg: &FileConfig, previous: Option<&Snapshot>) -> Result<Snapshot
                 ucfg,
                 prev.map(|g| &**g),
                 previous.is_some(),
+                &cfg.base_dir,
                 &mut issues,
             )
             .map(Arc::new),
@@ -64,6 +65,7 @@ pub fn compile(cfg: &FileConfig, previous: Option<&Snapshot>) -> Result<Snapshot
             groups.push(g);
         }
     }
+    let tcp_upstreams = process::tcp_upstreams(cfg, &index, &mut issues);
     let ctx = route::Context {
         cfg,
         listeners: &listeners,
@@ -88,15 +90,18 @@ pub fn compile(cfg: &FileConfig, previous: Option<&Snapshot>) -> Result<Snapshot
     if !issues.is_empty() {
         return Err(issues);
     }
-    Ok(Snapshot::new(
-        routes,
-        groups,
-        listeners,
-        limits,
-        certs,
-        trusted_proxies,
-        cfg.clone(),
-    ))
+    Ok(Snapshot {
+        tcp_upstreams,
+        ..Snapshot::new(
+            routes,
+            groups,
+            listeners,
+            limits,
+            certs,
+            trusted_proxies,
+            cfg.clone(),
+        )
+    })
 }
 
 /// Parses and compiles `path` (with the process environment). Backend host

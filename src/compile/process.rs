@@ -3,12 +3,14 @@
 
 use super::Listeners;
 use crate::config::model::*;
+use crate::config::suggest::did_you_mean;
 use crate::config::Issue;
 use crate::snapshot::ListenerLimits;
 use crate::values::{parse_admin_listen, AdminListen};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Most listeners a config may have (a route's listener set is a `u64` mask).
 const MAX_LISTENERS: usize = 64;
@@ -120,11 +122,16 @@ pub(super) fn listeners(cfg: &FileConfig, issues: &mut Vec<Issue>) -> Listeners 
                 ),
             )),
         }
+        if l.protocol == ListenerProtocol::Tcp {
+            check_tcp(l, &base, issues);
+        } else if l.upstream.is_some() {
+            issues.push(Issue::at_key(
+                format!("{base}.upstream"),
+                "upstream is for protocol: tcp listeners; http and https listeners reach upstreams through routes",
+            ));
+        }
         match (l.protocol, &l.tls) {
-            (ListenerProtocol::Tcp, _) => issues.push(Issue::new(
-                format!("{base}.protocol"),
-                "protocol: tcp is not available in this version (http and https are)",
-            )),
+            (ListenerProtocol::Tcp, _) => {}
             (ListenerProtocol::Https, None) => issues.push(Issue::new(
                 base.clone(),
                 "an https listener needs tls: { certificates: [{ cert, key }] }",
@@ -137,6 +144,61 @@ pub(super) fn listeners(cfg: &FileConfig, issues: &mut Vec<Issue>) -> Listeners 
         }
     }
     out
+}
+
+/// What a `tcp` listener may not have, and the `upstream` it must have
+/// (whether that upstream exists is checked by [`tcp_upstreams`]).
+fn check_tcp(l: &ListenerConfig, base: &str, issues: &mut Vec<Issue>) {
+    if l.upstream.is_none() {
+        issues.push(Issue::new(
+            base,
+            "a tcp listener needs upstream: NAME (the group it relays connections to)",
+        ));
+    }
+    if l.tls.is_some() {
+        issues.push(Issue::at_key(
+            format!("{base}.tls"),
+            "tls is for protocol: https listeners (a tcp listener relays bytes as they are)",
+        ));
+    }
+    if l.max_header_size.is_some() {
+        issues.push(Issue::at_key(
+            format!("{base}.max_header_size"),
+            "max_header_size is for http and https listeners",
+        ));
+    }
+}
+
+/// For each listener, the index in `groups` (by `index`, name → position)
+/// of the upstream a `tcp` listener relays to; `None` for the others. An
+/// unknown name is an issue (with a suggestion); an upstream that exists
+/// but failed to compile has its own issues.
+pub(super) fn tcp_upstreams(
+    cfg: &FileConfig,
+    index: &std::collections::HashMap<&str, usize>,
+    issues: &mut Vec<Issue>,
+) -> Vec<Option<usize>> {
+    cfg.listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            if l.protocol != ListenerProtocol::Tcp {
+                return None;
+            }
+            let u = l.upstream.as_deref()?;
+            let found = index.get(u).copied();
+            if found.is_none() && !cfg.upstreams.contains_key(u) {
+                issues.push(Issue::new(
+                    format!("listeners[{i}].upstream"),
+                    format!(
+                        "unknown upstream {u:?}{}",
+                        did_you_mean(u, cfg.upstreams.keys().map(String::as_str))
+                    ),
+                ));
+            }
+            found
+        })
+        .collect()
 }
 
 /// Default `max_header_size`.
@@ -165,13 +227,69 @@ pub(super) fn limits(cfg: &FileConfig, issues: &mut Vec<Issue>) -> Vec<ListenerL
                     "write \"1.2\" or \"1.3\"",
                 ));
             }
+            let (header_timeout, keepalive, max_connections) = connection_limits(l, i, issues);
             ListenerLimits {
                 max_header_size: max as usize,
                 https: l.protocol == ListenerProtocol::Https,
                 tls13_only: min == Some("1.3"),
+                header_timeout,
+                keepalive,
+                max_connections,
+                proxy_protocol: l.proxy_protocol,
             }
         })
         .collect()
+}
+
+/// Default `timeouts.header`.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `timeouts.keepalive`.
+const KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// `listeners[i].timeouts` and `max_connections`: the head deadline, the
+/// keep-alive idle in whole seconds (Pingora's unit; `None` when `0s` turns
+/// keep-alive off) and the connection limit.
+fn connection_limits(
+    l: &ListenerConfig,
+    i: usize,
+    issues: &mut Vec<Issue>,
+) -> (Duration, Option<u64>, Option<usize>) {
+    let base = format!("listeners[{i}]");
+    let t = l.timeouts.unwrap_or_default();
+    if l.protocol == ListenerProtocol::Tcp && l.timeouts.is_some() {
+        issues.push(Issue::at_key(
+            format!("{base}.timeouts"),
+            "timeouts (header, keepalive) are for http and https listeners; a tcp \
+             listener's idle limit is its upstream's timeouts.tunnel_idle",
+        ));
+    }
+    let header = t.header.map_or(HEADER_TIMEOUT, |d| d.0);
+    if header.is_zero() {
+        issues.push(Issue::new(
+            format!("{base}.timeouts.header"),
+            "must be greater than 0",
+        ));
+    }
+    let keepalive = t.keepalive.map_or(KEEPALIVE, |d| d.0);
+    if !keepalive.is_zero() && keepalive < Duration::from_secs(1) {
+        issues.push(Issue::new(
+            format!("{base}.timeouts.keepalive"),
+            "write 0s (no keep-alive) or at least 1s (counted in whole seconds)",
+        ));
+    }
+    // Whole seconds, rounded up: Pingora counts keep-alive in seconds.
+    let secs = keepalive.as_secs() + u64::from(keepalive.subsec_nanos() > 0);
+    if l.max_connections == Some(0) {
+        issues.push(Issue::new(
+            format!("{base}.max_connections"),
+            "must be at least 1 (leave it out for no limit)",
+        ));
+    }
+    (
+        header,
+        (secs > 0).then_some(secs),
+        l.max_connections.map(|n| n as usize),
+    )
 }
 
 /// Loads the certificates of every https listener (paths relative to

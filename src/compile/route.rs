@@ -84,11 +84,30 @@ pub(super) fn compile(
 
 fn matcher(ctx: &Context<'_>, r: &RouteConfig, base: &str, issues: &mut Vec<Issue>) -> Matcher {
     let mut listeners = 0u64;
+    // tcp listeners relay bytes to their own upstream: routes never apply.
+    let is_tcp = |name: &str| {
+        ctx.cfg
+            .listeners
+            .iter()
+            .any(|x| x.name == name && x.protocol == ListenerProtocol::Tcp)
+    };
     match &r.listeners {
-        None => listeners = u64::MAX,
+        None => {
+            for (k, (n, _)) in ctx.listeners.iter().enumerate() {
+                if !is_tcp(n) {
+                    listeners |= 1 << k;
+                }
+            }
+        }
         Some(ls) => {
             for (j, l) in ls.iter().enumerate() {
                 match ctx.listeners.iter().position(|(n, _)| **n == **l) {
+                    Some(_) if is_tcp(l) => issues.push(Issue::new(
+                        format!("{base}.listeners[{j}]"),
+                        format!(
+                            "{l:?} is a tcp listener: it relays connections to its upstream, routes do not apply to it"
+                        ),
+                    )),
                     Some(k) => listeners |= 1 << k,
                     None => issues.push(Issue::new(
                         format!("{base}.listeners[{j}]"),

@@ -1033,22 +1033,21 @@ upstreams:
 }
 
 #[test]
-fn https_is_not_available_yet() {
+fn an_https_listener_needs_certificates() {
     check(&[Case {
-        name: "protocol https",
+        name: "protocol https without tls",
         yaml: "\
 listeners:
   - name: web
     address: 127.0.0.1:8443
     protocol: https
+routes:
+  - respond: { status: 200 }
 ",
-        line: 4,
-        col: 15,
-        path: "listeners[0].protocol",
-        message: &[
-            "only protocol: http is available",
-            "https and tcp are planned",
-        ],
+        line: 2,
+        col: 5,
+        path: "listeners[0]",
+        message: &["an https listener needs tls"],
     }]);
 }
 
@@ -1546,6 +1545,36 @@ routes:
     assert_eq!(at("[::2]:8080"), None);
     assert_eq!(at("127.0.0.1:9090"), None);
     assert_eq!(snap.listener_index(None), None);
+}
+
+#[test]
+fn routes_apply_to_http_listeners_and_tcp_listeners_to_their_upstream() {
+    let yaml = "\
+listeners:
+  - { name: db, address: 127.0.0.1:5433, protocol: tcp, upstream: pg }
+  - { name: web, address: 127.0.0.1:8080 }
+routes:
+  - respond: { status: 200 }
+upstreams:
+  pg: { backends: [127.0.0.1:5432] }
+";
+    let cfg = load_ok(yaml);
+    let snap = super::compile(&cfg, None).unwrap();
+    let get = http::Method::GET;
+    let h = http::HeaderMap::new();
+    let found = |l| {
+        matches!(
+            snap.router.find(l, "x", "/", &get, &h),
+            crate::router::Match::Found(0)
+        )
+    };
+    assert!(
+        !found(0),
+        "a route without listeners never applies to a tcp listener"
+    );
+    assert!(found(1));
+    assert_eq!(snap.tcp_group(0).map(|g| &*g.name), Some("pg"));
+    assert!(snap.tcp_group(1).is_none());
 }
 
 /// A config with one route carrying `policy` (indented as route keys).

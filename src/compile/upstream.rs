@@ -4,7 +4,7 @@
 
 use crate::config::model::*;
 use crate::config::Issue;
-use crate::upstream::{BackendSpec, BreakerSpec, Group, GroupSpec};
+use crate::upstream::{BackendSpec, BreakerSpec, Group, GroupSpec, TlsSpec};
 use crate::values::{resolve, HashKey, Timeouts, HEALTH_INTERVAL, HEALTH_TIMEOUT};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -21,6 +21,7 @@ pub(super) fn group(
     u: &UpstreamConfig,
     previous: Option<&Group>,
     later: bool,
+    dir: &std::path::Path,
     issues: &mut Vec<Issue>,
 ) -> Option<Group> {
     let before = issues.len();
@@ -94,6 +95,22 @@ pub(super) fn group(
             None
         }
     });
+    let tls = u
+        .tls
+        .as_ref()
+        .and_then(|t| upstream_tls(t, u, &base, dir, issues));
+    if u.protocol == UpstreamProtocol::H2 && u.tls.is_none() {
+        issues.push(Issue::new(
+            format!("{base}.protocol"),
+            "h2 runs over TLS: add tls, or use h2c for cleartext HTTP/2",
+        ));
+    }
+    if u.protocol == UpstreamProtocol::H2c && u.tls.is_some() {
+        issues.push(Issue::new(
+            format!("{base}.protocol"),
+            "h2c is cleartext: remove tls, or use h2",
+        ));
+    }
     if issues.len() != before {
         return None;
     }
@@ -107,6 +124,8 @@ pub(super) fn group(
         breaker,
         sticky,
         probation: later && u.health_check.is_some(),
+        tls,
+        protocol: u.protocol,
     };
     Some(Group::build(spec, previous))
 }
@@ -136,6 +155,66 @@ pub(super) fn resolve_names(cfg: &mut FileConfig) -> Vec<Issue> {
         }
     }
     issues
+}
+
+/// Compiles `upstreams.*.tls`: the server name and the CA bundle (read
+/// relative to the config folder; every certificate must parse).
+fn upstream_tls(
+    t: &UpstreamTls,
+    u: &UpstreamConfig,
+    base: &str,
+    dir: &std::path::Path,
+    issues: &mut Vec<Issue>,
+) -> Option<TlsSpec> {
+    let sni = t
+        .sni
+        .clone()
+        .or_else(|| u.host_header.clone())
+        .unwrap_or_default();
+    if t.sni
+        .as_deref()
+        .is_some_and(|s| s.is_empty() || s.contains([' ', '/', ':']))
+    {
+        issues.push(Issue::new(format!("{base}.tls.sni"), "must be a host name"));
+    }
+    let ca = match &t.ca {
+        None => None,
+        Some(path) => match read_pem_certs(&dir.join(path).display().to_string()) {
+            Ok(ders) if !ders.is_empty() => Some(ders),
+            Ok(_) => {
+                issues.push(Issue::new(
+                    format!("{base}.tls.ca"),
+                    format!("{path}: no certificate in it"),
+                ));
+                return None;
+            }
+            Err(e) => {
+                issues.push(Issue::new(format!("{base}.tls.ca"), e));
+                return None;
+            }
+        },
+    };
+    Some(TlsSpec {
+        sni,
+        verify: t.verify.unwrap_or(true),
+        ca,
+    })
+}
+
+/// The DER certificates of a PEM file, each checked to parse as X.509.
+fn read_pem_certs(path: &str) -> Result<Vec<Vec<u8>>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let mut out = Vec::new();
+    for pem in x509_parser::pem::Pem::iter_from_buffer(&text) {
+        let pem = pem.map_err(|e| format!("{path}: invalid PEM ({e})"))?;
+        if pem.label != "CERTIFICATE" {
+            continue;
+        }
+        x509_parser::parse_x509_certificate(&pem.contents)
+            .map_err(|e| format!("{path}: invalid certificate ({e})"))?;
+        out.push(pem.contents);
+    }
+    Ok(out)
 }
 
 fn backends(u: &UpstreamConfig, base: &str, issues: &mut Vec<Issue>) -> Vec<BackendSpec> {
@@ -208,6 +287,7 @@ pub(super) fn timeouts(
         ("read", o.read),
         ("write", o.write),
         ("idle", o.idle),
+        ("tunnel_idle", o.tunnel_idle),
     ] {
         if v.is_some_and(|d| d.0.is_zero()) {
             issues.push(Issue::new(format!("{path}.{k}"), "must be greater than 0"));
@@ -218,6 +298,7 @@ pub(super) fn timeouts(
         read: o.read.map_or(base.read, |d| d.0),
         write: o.write.map_or(base.write, |d| d.0),
         idle: o.idle.map_or(base.idle, |d| d.0),
+        tunnel_idle: o.tunnel_idle.map_or(base.tunnel_idle, |d| d.0),
     }
 }
 

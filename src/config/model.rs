@@ -139,6 +139,39 @@ pub struct ListenerConfig {
     pub max_header_size: Option<Size>,
     /// TLS settings (`https` listeners only).
     pub tls: Option<ListenerTls>,
+    /// The upstream group a `tcp` listener relays to (`tcp` listeners only).
+    pub upstream: Option<String>,
+    /// Client-side deadlines (http and https listeners). Default: header
+    /// 10s, keepalive 60s.
+    pub timeouts: Option<ListenerTimeouts>,
+    /// Most connections served at once; past it new connections wait.
+    /// Default: unlimited.
+    pub max_connections: Option<u32>,
+    /// Every connection starts with a PROXY protocol v1 or v2 header whose
+    /// source address is the client's. Default: false.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+}
+
+/// `listeners[].timeouts`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTimeouts {
+    /// Deadline for a whole request head, from its first byte. Default 10s.
+    pub header: Option<Dur>,
+    /// Idle time allowed between requests on a keep-alive connection (whole
+    /// seconds; `0s` turns keep-alive off). Default 60s.
+    pub keepalive: Option<Dur>,
+}
+
+/// The PROXY protocol version weir sends to a backend.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocolVersion {
+    /// The text form (`PROXY TCP4 …\r\n`).
+    V1,
+    /// The binary form.
+    V2,
 }
 
 /// `listeners[].tls`.
@@ -177,7 +210,7 @@ pub enum ListenerProtocol {
     Http,
     /// TLS-terminated HTTP/1.1 and, with `tls.http2`, HTTP/2.
     Https,
-    /// Plain TCP relay (not available yet).
+    /// Plain TCP relay to the listener's `upstream`.
     Tcp,
 }
 
@@ -378,6 +411,9 @@ pub struct TimeoutsConfig {
     pub write: Option<Dur>,
     /// How long a pooled idle connection is kept. Default 60s.
     pub idle: Option<Dur>,
+    /// How long a tunnel (a `tcp` listener's connection) may pass no bytes
+    /// either way before it is closed. Default 1h.
+    pub tunnel_idle: Option<Dur>,
 }
 
 /// One upstream group.
@@ -404,6 +440,40 @@ pub struct UpstreamConfig {
     pub circuit_breaker: Option<CircuitBreakerConfig>,
     /// Session affinity by cookie. Default: none.
     pub sticky: Option<StickyConfig>,
+    /// What weir speaks to the backends. Default: http1.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// TLS towards the backends. Default: none (plaintext).
+    pub tls: Option<UpstreamTls>,
+    /// Start each backend connection with a PROXY protocol header naming
+    /// the client. Default: none.
+    pub send_proxy_protocol: Option<ProxyProtocolVersion>,
+}
+
+/// `upstreams.*.protocol`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (over TLS when `tls` is set).
+    #[default]
+    Http1,
+    /// HTTP/2 over TLS (needs `tls`).
+    H2,
+    /// HTTP/2 in cleartext with prior knowledge (gRPC backends).
+    H2c,
+}
+
+/// `upstreams.*.tls`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// Server name sent and verified. Default: `host_header`, else the
+    /// backend's IP address.
+    pub sni: Option<String>,
+    /// Verify the backend's certificate and name. Default: true.
+    pub verify: Option<bool>,
+    /// PEM bundle of CAs to trust instead of the system's.
+    pub ca: Option<String>,
 }
 
 /// `upstreams.*.circuit_breaker`.

@@ -2,7 +2,7 @@
 //! earlier route matches everything they would, and unused upstreams.
 
 use super::load::Issue;
-use super::model::{FileConfig, RouteConfig};
+use super::model::{FileConfig, ListenerProtocol, RouteConfig};
 use std::collections::HashSet;
 
 /// Warnings for `weir check`: routes an earlier route always pre-empts, and
@@ -34,6 +34,10 @@ pub fn warnings(cfg: &FileConfig) -> Vec<Issue> {
             .routes
             .iter()
             .any(|r| r.upstream.as_deref() == Some(name))
+            && !cfg
+                .listeners
+                .iter()
+                .any(|l| l.upstream.as_deref() == Some(name))
         {
             out.push(Issue::new(
                 format!("upstreams.{name}"),
@@ -53,7 +57,13 @@ fn covers(cfg: &FileConfig, a: &RouteConfig, b: &RouteConfig) -> bool {
     let listeners = |r: &RouteConfig| -> HashSet<String> {
         r.listeners
             .clone()
-            .unwrap_or_else(|| cfg.listeners.iter().map(|l| l.name.clone()).collect())
+            .unwrap_or_else(|| {
+                cfg.listeners
+                    .iter()
+                    .filter(|l| l.protocol != ListenerProtocol::Tcp)
+                    .map(|l| l.name.clone())
+                    .collect()
+            })
             .into_iter()
             .collect()
     };

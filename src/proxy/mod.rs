@@ -240,6 +240,9 @@ impl ProxyHttp for Proxy {
         // Pipelined HTTP/1.1 requests are answered in order instead of the
         // connection being closed after the first (Pingora's default).
         session.as_mut().set_pipelining_enabled(true);
+        // The head is in: the listener's header deadline stops here, and
+        // its keep-alive idle applies after the answer.
+        crate::front::head_done(session.as_mut());
         Ok(())
     }
 
@@ -310,6 +313,26 @@ impl ProxyHttp for Proxy {
         let mut peer = Box::new(info.peer.clone());
         if route.timeouts != group.timeouts {
             apply_timeouts(&mut peer, &route.timeouts);
+        }
+        if session.is_upgrade_req() {
+            // An upgraded connection (WebSocket) idles for tunnel_idle, not
+            // for the request read timeout, on both sides.
+            let idle = Some(route.timeouts.tunnel_idle);
+            peer.options.read_timeout = idle;
+            peer.options.write_timeout = idle;
+            session.as_mut().set_read_timeout(idle);
+            session.as_mut().set_write_timeout(idle);
+        }
+        if let Some(v) = group.config.send_proxy_protocol {
+            // New connections start with a header naming this client, and
+            // are pooled for this client only (see `proxy_protocol::attach`).
+            let inet = |a: Option<&pingora_core::protocols::l4::socket::SocketAddr>| {
+                a.and_then(|a| a.as_inet()).copied()
+            };
+            let source =
+                crate::proxy_protocol::client_source(inet(session.client_addr()), ctx.client);
+            let header = crate::proxy_protocol::header_for(v, source, inet(session.server_addr()));
+            crate::proxy_protocol::attach(&mut peer, header);
         }
         ctx.set_cookie = match (&group.sticky, choice.sticky_hit) {
             (Some(s), false) => s.set_cookie(&info),

@@ -64,5 +64,6 @@ pub(super) fn record(
         user_agent: header(header::USER_AGENT),
         referer: header(header::REFERER),
         version,
+        listener: None,
     });
 }

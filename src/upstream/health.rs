@@ -130,6 +130,24 @@ impl HealthCheck for LoggedCheck {
     }
 }
 
+/// The upstream's verification settings on a health check's peer.
+fn tls_options(o: &mut pingora_core::upstreams::peer::PeerOptions, t: &super::TlsSpec) {
+    o.verify_cert = t.verify;
+    o.verify_hostname = t.verify;
+    if let Some(ders) = &t.ca {
+        let certs: Vec<pingora_core::utils::tls::WrappedX509> = ders
+            .iter()
+            .map(|d| {
+                pingora_core::utils::tls::WrappedX509::new(
+                    d.clone(),
+                    pingora_core::utils::tls::parse_x509,
+                )
+            })
+            .collect();
+        o.ca = Some(std::sync::Arc::from(certs.into_boxed_slice()));
+    }
+}
+
 fn describe(e: &Error) -> String {
     match e.etype() {
         ErrorType::ConnectRefused => "connect refused".into(),
@@ -145,23 +163,41 @@ pub fn build_check(
     upstream: &str,
     cfg: &HealthCheckConfig,
     host_header: Option<&str>,
+    tls: Option<&super::TlsSpec>,
+    send_proxy: Option<crate::config::model::ProxyProtocolVersion>,
     labels: Labels,
 ) -> Box<dyn HealthCheck + Send + Sync> {
     let timeout = cfg.timeout.map_or(HEALTH_TIMEOUT, |d| d.0);
+    // Backends that want a PROXY header get a LOCAL one (no client) on checks.
+    let proxy_l4 = send_proxy.map(|v| crate::proxy_protocol::local_connector(v, timeout));
     let up = cfg.healthy_threshold.unwrap_or(DEFAULT_HEALTHY);
     let down = cfg.unhealthy_threshold.unwrap_or(DEFAULT_UNHEALTHY);
     let inner: Box<dyn HealthCheck + Send + Sync> = match cfg.kind {
         HealthCheckKind::Tcp => {
-            let mut c = TcpHealthCheck::new();
+            // Over TLS the check is a full handshake, as traffic does.
+            let mut c = match tls {
+                Some(t) => TcpHealthCheck::new_tls(&t.sni),
+                None => TcpHealthCheck::new(),
+            };
+            if let Some(t) = tls {
+                tls_options(&mut c.peer_template.options, t);
+            }
             c.peer_template.options.connection_timeout = Some(timeout);
             c.peer_template.options.total_connection_timeout = Some(timeout);
+            c.peer_template.options.custom_l4 = proxy_l4;
             c.consecutive_success = up;
             c.consecutive_failure = down;
             c
         }
         HealthCheckKind::Http => {
             let host = cfg.host.as_deref().or(host_header).unwrap_or("localhost");
-            let mut c = HttpHealthCheck::new(host, false);
+            let mut c = HttpHealthCheck::new(host, tls.is_some());
+            if let Some(t) = tls {
+                if !t.sni.is_empty() {
+                    c.peer_template.sni = t.sni.clone();
+                }
+                tls_options(&mut c.peer_template.options, t);
+            }
             let path = cfg.path.as_deref().unwrap_or("/");
             if let Ok(mut req) = RequestHeader::build("GET", path.as_bytes(), None) {
                 let _ = req.append_header("Host", host);
@@ -172,6 +208,7 @@ pub fn build_check(
             c.peer_template.options.total_connection_timeout = Some(timeout);
             c.peer_template.options.read_timeout = Some(timeout);
             c.peer_template.options.write_timeout = Some(timeout);
+            c.peer_template.options.custom_l4 = proxy_l4;
             c.consecutive_success = up;
             c.consecutive_failure = down;
             let expect = cfg.expect_status.clone();

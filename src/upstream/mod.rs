@@ -59,6 +59,64 @@ pub struct GroupSpec {
     pub sticky: Option<Box<str>>,
     /// Backends not in the previous group wait for one passing health check.
     pub probation: bool,
+    /// TLS towards the backends.
+    pub tls: Option<TlsSpec>,
+    /// HTTP/1.1, h2 (over TLS) or h2c.
+    pub protocol: crate::config::model::UpstreamProtocol,
+}
+
+/// TLS towards an upstream's backends, checked at compile time.
+#[derive(Debug, Clone)]
+pub struct TlsSpec {
+    /// Server name sent and verified (empty: the backend's IP).
+    pub sni: String,
+    /// Verify the certificate chain and name.
+    pub verify: bool,
+    /// CAs to trust instead of the system's (DER).
+    pub ca: Option<Vec<Vec<u8>>>,
+}
+
+/// Concurrent streams weir opens on one h2 connection to a backend.
+pub const H2_STREAMS: usize = 128;
+
+/// A peer for `addr` speaking the group's protocol and TLS.
+fn make_peer(addr: SocketAddr, spec: &GroupSpec) -> HttpPeer {
+    use crate::config::model::UpstreamProtocol;
+    use pingora_core::protocols::ALPN;
+    let mut peer = match &spec.tls {
+        Some(t) => {
+            let sni = if t.sni.is_empty() {
+                addr.ip().to_string()
+            } else {
+                t.sni.clone()
+            };
+            let mut p = HttpPeer::new(addr, true, sni);
+            p.options.verify_cert = t.verify;
+            p.options.verify_hostname = t.verify;
+            if let Some(ders) = &t.ca {
+                let certs: Vec<pingora_core::utils::tls::WrappedX509> = ders
+                    .iter()
+                    .map(|d| {
+                        pingora_core::utils::tls::WrappedX509::new(
+                            d.clone(),
+                            pingora_core::utils::tls::parse_x509,
+                        )
+                    })
+                    .collect();
+                p.options.ca = Some(Arc::from(certs.into_boxed_slice()));
+            }
+            p
+        }
+        None => HttpPeer::new(addr, false, String::new()),
+    };
+    match spec.protocol {
+        UpstreamProtocol::Http1 => {}
+        UpstreamProtocol::H2 | UpstreamProtocol::H2c => {
+            peer.options.alpn = ALPN::H2;
+            peer.options.max_h2_streams = H2_STREAMS;
+        }
+    }
+    peer
 }
 
 /// Per-backend state that outlives group rebuilds (reloads, admin and DNS
@@ -246,7 +304,7 @@ impl Group {
                     Arc::new(s)
                 }
             };
-            let mut peer = HttpPeer::new(addr, false, String::new());
+            let mut peer = make_peer(addr, &spec);
             apply_timeouts(&mut peer, &spec.timeouts);
             let info = BackendInfo {
                 addr,
@@ -276,7 +334,9 @@ impl Group {
         let (registry, labels) = match previous {
             Some(p)
                 if p.config.health_check == cfg.health_check
-                    && p.config.host_header == cfg.host_header =>
+                    && p.config.host_header == cfg.host_header
+                    && p.config.tls == cfg.tls
+                    && p.config.send_proxy_protocol == cfg.send_proxy_protocol =>
             {
                 (p.registry.clone(), p.labels.clone())
             }
@@ -284,8 +344,14 @@ impl Group {
                 let r = Arc::new(HealthRegistry::new());
                 let labels = health::Labels::default();
                 if let Some(hc) = &cfg.health_check {
-                    let check =
-                        health::build_check(name, hc, cfg.host_header.as_deref(), labels.clone());
+                    let check = health::build_check(
+                        name,
+                        hc,
+                        cfg.host_header.as_deref(),
+                        spec.tls.as_ref(),
+                        cfg.send_proxy_protocol,
+                        labels.clone(),
+                    );
                     r.set_health_check(check);
                 }
                 (r, labels)
