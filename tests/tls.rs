@@ -149,6 +149,38 @@ fn sni_picks_the_certificate_and_the_first_is_the_default() {
 }
 
 #[test]
+fn certificate_expiry_is_a_metric() {
+    let dir = TestDir::create();
+    let ca = ca();
+    let (c, k) = leaf(dir.path(), "a", &ca, &["a.test"], Some(time_in_days(40)));
+    let b = TestBackend::start("b");
+    let (listen, admin) = (free_addr(), free_addr());
+    let tls = format!(
+        "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}] }}",
+        c.display(),
+        k.display()
+    );
+    let cfg = format!(
+        "admin: {{ listen: \"{admin}\" }}\n{}",
+        config(listen, b.addr(), &tls)
+    );
+    let _w = WeirProcess::start(&cfg, listen);
+    assert!(wait_port(admin, START_TIMEOUT));
+    let m = get_host(admin, &admin.to_string(), "/metrics").body;
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("weir_tls_certificate_expiry_timestamp_seconds{listener=\"websecure\",name=\"a.test\"}"))
+        .unwrap_or_else(|| panic!("{m}"));
+    let ts: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let days = (ts - now) / 86_400;
+    assert!((38..=40).contains(&days), "{days} days: {line}");
+}
+
+#[test]
 fn http2_by_alpn_only_when_enabled() {
     let dir = TestDir::create();
     let ca = ca();
