@@ -5,7 +5,10 @@
 pub mod env;
 pub mod load;
 pub mod model;
+mod model_listen;
 mod model_ops;
+mod model_policy;
+mod model_upstream;
 pub mod shadow;
 pub mod spans;
 pub mod suggest;

@@ -9,15 +9,15 @@
 mod answers;
 mod ctx;
 mod record;
+mod request;
 mod select;
 mod shape;
 
+use request::{expects_continue, Next};
+
 use crate::access_log::AccessLog;
 use crate::forward;
-use crate::policy::redirect::Facts;
-use crate::policy::{Answer, Decision, RequestView};
-use crate::router::{allow_header, normalize_host, Match};
-use crate::snapshot::{Action, SharedSnapshot};
+use crate::snapshot::SharedSnapshot;
 use crate::upstream::apply_timeouts;
 use answers::{finish_response_headers, respond, respond_answer, status_for};
 use async_trait::async_trait;
@@ -75,157 +75,6 @@ fn peer_ip(session: &Session) -> Option<IpAddr> {
 fn has_alternative(session: &Session, ctx: &Ctx) -> bool {
     ctx.group()
         .is_some_and(|g| select::select(session, ctx, g, false).is_some())
-}
-
-/// Whether the session negotiated TLS 1.3.
-fn tls13(session: &Session) -> bool {
-    session
-        .digest()
-        .and_then(|d| d.ssl_digest.as_ref())
-        .is_some_and(|s| s.version.contains("1_3") || s.version.contains("1.3"))
-}
-
-fn expects_continue(req: &pingora_http::RequestHeader) -> bool {
-    req.version == http::Version::HTTP_11
-        && req
-            .headers
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
-}
-
-/// What the request phase decided, with nothing borrowed from the session.
-enum Next {
-    Answer(Answer),
-    Close,
-    Proxy,
-    Respond(u16, Bytes, HeaderValue),
-}
-
-impl Proxy {
-    /// Ids, client address, path, host and route; then the route's policies
-    /// and action.
-    async fn route_request(&self, session: &mut Session, ctx: &mut Ctx) -> Next {
-        let req = session.req_header();
-        let mut ids = req.headers.get_all(&forward::X_REQUEST_ID).iter();
-        ctx.request_id = Some(match (ids.next(), ids.next()) {
-            (Some(v), None) if forward::valid_request_id(v) => v.clone(),
-            _ => {
-                ctx.request_id_is_new = true;
-                forward::new_request_id()
-            }
-        });
-        let peer = peer_ip(session);
-        let snap = ctx.snap.clone();
-        ctx.peer_trusted = peer.is_some_and(|p| snap.is_trusted(p));
-        ctx.client = forward::client_ip(req, peer, |ip| snap.is_trusted(ip));
-        // `OPTIONS *` is matched as `/` and forwarded as sent; absolute-form
-        // is matched by its path and forwarded in origin-form.
-        let (raw_path, asterisk, absolute) = match shape::target(req) {
-            Some(shape::Target::Path) => (req.uri.path(), false, false),
-            Some(shape::Target::Absolute) => (req.uri.path(), false, true),
-            Some(shape::Target::Asterisk) => ("/", true, false),
-            None => return Next::Answer(Answer::status(400)),
-        };
-        if !shape::host_ok(req) {
-            return Next::Answer(Answer::status(400));
-        }
-        if let Some(status) = shape::transfer_encoding(req) {
-            return Next::Answer(Answer::status(status));
-        }
-        let Ok(path) = crate::path::normalize(raw_path) else {
-            return Next::Answer(Answer::status(400));
-        };
-        let mut host_buf = [0u8; 256];
-        let raw_host = req
-            .uri
-            .host()
-            .map(str::as_bytes)
-            .or_else(|| req.headers.get(header::HOST).map(|h| h.as_bytes()))
-            .unwrap_or(b"");
-        let host = normalize_host(raw_host, &mut host_buf);
-        let local = session.server_addr().and_then(|a| a.as_inet()).copied();
-        let Some(listener) = snap.listener_index(local) else {
-            // Fail closed: no route of any listener answers it.
-            log::warn!("connection on {local:?} matches no listener; closing it");
-            return Next::Close;
-        };
-        if let Some(limits) = snap.limits.get(listener) {
-            ctx.https = limits.https;
-            if limits.tls13_only && !tls13(session) {
-                log::info!("closing a TLS 1.2 session on a min_version 1.3 listener");
-                return Next::Close;
-            }
-            if let Some(status) = shape::head_size(req, limits.max_header_size) {
-                return Next::Answer(Answer::status(status));
-            }
-        }
-        let index = match snap.router.find(
-            listener,
-            host,
-            &crate::path::match_form(&path),
-            &req.method,
-            &req.headers,
-        ) {
-            Match::Found(i) => i,
-            Match::MethodNotAllowed(mask) => {
-                let allow = HeaderValue::from_str(&allow_header(mask))
-                    .unwrap_or(HeaderValue::from_static("GET"));
-                return Next::Answer(Answer {
-                    status: 405,
-                    header: Some((header::ALLOW, allow)),
-                    body: None,
-                });
-            }
-            Match::NotFound => return Next::Answer(Answer::status(404)),
-        };
-        let Some(route) = snap.routes.get(index) else {
-            return Next::Answer(Answer::status(404));
-        };
-        ctx.route = Some(index);
-        let view = RequestView {
-            req,
-            path: &path,
-            client: ctx.client,
-        };
-        if let Decision::Respond(a) = route.policies.request(&view, &mut ctx.policy).await {
-            return Next::Answer(a);
-        }
-        if ctx.policy.upstream_uri.is_none() && !asterisk && (absolute || *path != *raw_path) {
-            let pq = match req.uri.query() {
-                Some(q) => format!("{path}?{q}"),
-                None => path.to_string(),
-            };
-            ctx.policy.upstream_uri = pq.parse().ok();
-        }
-        match &route.action {
-            Action::Upstream(g) => {
-                ctx.group = Some(*g);
-                Next::Proxy
-            }
-            Action::Respond {
-                status,
-                body,
-                content_type,
-            } => Next::Respond(*status, body.clone(), content_type.clone()),
-            Action::Redirect(r) => {
-                let facts = Facts {
-                    scheme: if ctx.https { "https" } else { "http" },
-                    host,
-                    path: &path,
-                    query: req.uri.query(),
-                    request_uri: req.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-                };
-                match r.location(&facts) {
-                    Some(loc) => Next::Answer(Answer {
-                        status: r.status,
-                        header: Some((header::LOCATION, loc)),
-                        body: None,
-                    }),
-                    None => Next::Answer(Answer::status(500)),
-                }
-            }
-        }
-    }
 }
 
 #[async_trait]
