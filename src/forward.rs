@@ -103,7 +103,8 @@ pub fn set_forwarded(
 /// rightmost `X-Forwarded-For` entry that is not itself trusted, reading
 /// every line of a repeated header in order (a proxy that appends its own
 /// line puts the nearest hop last). An entry that is not an address stops
-/// the walk at the last trusted hop.
+/// the walk: the client is unknown (`None`), so allow lists refuse it
+/// rather than mistaking the last trusted hop for the client.
 pub fn client_ip(
     req: &RequestHeader,
     peer: Option<IpAddr>,
@@ -116,17 +117,26 @@ pub fn client_ip(
     let mut nearest = peer;
     for line in req.headers.get_all(&X_FORWARDED_FOR).iter().rev() {
         let Ok(text) = line.to_str() else {
-            return Some(nearest);
+            return None;
         };
         for part in text.rsplit(',') {
-            match part.trim().parse::<IpAddr>() {
-                Ok(ip) if !is_trusted(ip) => return Some(ip.to_canonical()),
-                Ok(ip) => nearest = ip,
-                Err(_) => return Some(nearest),
+            match parse_hop(part.trim()) {
+                Some(ip) if !is_trusted(ip) => return Some(ip.to_canonical()),
+                Some(ip) => nearest = ip,
+                None => return None,
             }
         }
     }
     Some(nearest)
+}
+
+/// One `X-Forwarded-For` entry: `ip`, `ip:port` or `[v6]:port` (some load
+/// balancers append the port).
+fn parse_hop(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    s.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
 }
 
 /// Whether an incoming `x-request-id` may be kept: 1–128 of `[A-Za-z0-9._:-]`.
@@ -214,6 +224,16 @@ mod tests {
             Some("5.5.5.5".parse().unwrap())
         );
         set_forwarded(&mut req, peer, true, None, false);
+        // ip:port entries (Azure's) parse; garbage makes the client unknown.
+        let mut r2 = RequestHeader::build("GET", b"/", None).unwrap();
+        r2.append_header("x-forwarded-for", "1.2.3.4:5678").unwrap();
+        assert_eq!(
+            client_ip(&r2, peer, trusted),
+            Some("1.2.3.4".parse().unwrap())
+        );
+        let mut r3 = RequestHeader::build("GET", b"/", None).unwrap();
+        r3.append_header("x-forwarded-for", "bogus").unwrap();
+        assert_eq!(client_ip(&r3, peer, trusted), None);
         assert_eq!(
             req.headers.get("x-forwarded-for").unwrap(),
             "6.6.6.6, 5.5.5.5, 10.0.0.1"

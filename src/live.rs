@@ -201,15 +201,33 @@ impl Live {
 
     /// Builds and swaps a snapshot for `inputs`; the old one stays on error.
     fn rebuild(&self, inputs: &Inputs) -> Result<(), String> {
+        self.rebuild_with(inputs, None)
+    }
+
+    /// Builds and swaps a snapshot; `certs` replaces the certificates the
+    /// compile kept from the running snapshot (a file reload re-read them).
+    fn rebuild_with(
+        &self,
+        inputs: &Inputs,
+        certs: Option<Vec<Option<Arc<crate::tls::CertSet>>>>,
+    ) -> Result<(), String> {
         let effective = inputs.overlay.apply(&inputs.file_config, &inputs.dns);
         let current = self.snapshot.load_full();
-        let next = compile(&effective, Some(&current)).map_err(|e| describe(&e))?;
+        let mut next = compile(&effective, Some(&current)).map_err(|e| describe(&e))?;
+        if let Some(certs) = certs {
+            next.certs = certs;
+        }
         self.swap(&current, next);
         Ok(())
     }
 
     fn swap(&self, current: &Snapshot, next: Snapshot) {
         crate::metrics::forget_removed(current.removed_in(&next).into_iter());
+        // The health checks of reused registries report under the backends
+        // of the snapshot that is live from now on.
+        for g in &next.groups {
+            g.publish_labels();
+        }
         // Same listeners (a listener change needs an upgrade): the re-read
         // certificates serve new handshakes from now on.
         for (resolver, set) in self.tls.iter().zip(&next.certs) {
@@ -228,10 +246,10 @@ impl Live {
 
     /// Re-reads the file; returns what changed, or why nothing did.
     pub fn reload(&self) -> Result<String, String> {
-        // Compiled with the running snapshot as `previous`, so the groups and
-        // limiters it keeps are the live ones.
-        let current = self.snapshot.load_full();
-        let loaded = compile::load_file(&self.file, Some(&current)).map_err(|e| e.to_string())?;
+        // Checked on its own first, with nothing shared with the running
+        // snapshot: a bad file changes nothing, not even health-check labels.
+        // This pass also re-reads the certificates.
+        let loaded = compile::load_file(&self.file, None).map_err(|e| e.to_string())?;
         let mut inputs = self.lock();
         if let Some(why) = needs_upgrade(&inputs.file_config, &loaded.config) {
             return Err(format!("{}: {why}", self.file.display()));
@@ -240,12 +258,18 @@ impl Live {
         for gone in overlay.prune(&loaded.config) {
             warn!("upstream {gone} is no longer in the config; dropping its admin changes");
         }
+        let mut dns = inputs.dns.clone();
+        // Discovered addresses stay only where discovery did not change.
+        dns.retain(|name, _| {
+            loaded.config.upstreams.get(name).map(|u| &u.discovery)
+                == inputs.file_config.upstreams.get(name).map(|u| &u.discovery)
+        });
         let next = Inputs {
             file_config: loaded.config,
             overlay,
-            dns: inputs.dns.clone(),
+            dns,
         };
-        self.rebuild(&next)?;
+        self.rebuild_with(&next, Some(loaded.snapshot.certs))?;
         let summary = summarize(&inputs.file_config, &next.file_config);
         crate::access_log::reopen();
         if !self.rust_log_set {

@@ -404,6 +404,10 @@ pub fn render<'a>(backends: impl Iterator<Item = BackendSample<'a>>) -> String {
     let Some(m) = get() else {
         return String::new();
     };
+    // The live gauges are reset and refilled: two scrapes at once must not
+    // see each other's half-filled state.
+    static RENDER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = RENDER.lock().unwrap_or_else(|p| p.into_inner());
     m.in_flight.reset();
     m.backend_up.reset();
     m.circuit_open.reset();

@@ -52,7 +52,21 @@ impl Cidr {
             }
         };
         let max = if ip.is_ipv4() { 32 } else { 128 };
-        (len <= max).then_some(Cidr { net: ip, len })
+        if len > max {
+            return None;
+        }
+        // `::ffff:10.0.0.0/104` is the IPv4 network 10.0.0.0/8: clients are
+        // compared in canonical form, so the network must be too.
+        match ip {
+            IpAddr::V6(v6) if len >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => Some(Cidr {
+                    net: IpAddr::V4(v4),
+                    len: len - 96,
+                }),
+                None => Some(Cidr { net: ip, len }),
+            },
+            _ => Some(Cidr { net: ip, len }),
+        }
     }
 
     /// Whether `ip` is inside; an IPv4-mapped IPv6 address counts as IPv4.
@@ -224,6 +238,11 @@ mod tests {
             .unwrap()
             .contains("1.2.3.4".parse().unwrap()));
         assert!(Cidr::parse("10.0.0.0/33").is_none());
+        let mapped = Cidr::parse("::ffff:10.0.0.0/104").unwrap();
+        assert!(mapped.contains("10.9.9.9".parse().unwrap()));
+        assert!(Cidr::parse("::ffff:1.2.3.4")
+            .unwrap()
+            .contains("1.2.3.4".parse().unwrap()));
     }
 
     #[test]

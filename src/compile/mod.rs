@@ -38,7 +38,13 @@ pub fn compile(cfg: &FileConfig, previous: Option<&Snapshot>) -> Result<Snapshot
     process::check_process(cfg, &mut issues);
     let listeners = process::listeners(cfg, &mut issues);
     let limits = process::limits(cfg, &mut issues);
-    let certs = process::certificates(cfg, &cfg.base_dir, &mut issues);
+    // Certificates are read from disk for a new file (or a first build);
+    // admin and DNS rebuilds keep the running ones, so an expiring or
+    // half-rotated certificate never blocks them.
+    let certs = match previous {
+        Some(p) if p.config.listeners == cfg.listeners => p.certs.clone(),
+        _ => process::certificates(cfg, &cfg.base_dir, &mut issues),
+    };
     let trusted_proxies =
         crate::policy::ip_filter::cidr_list(&cfg.trusted_proxies, "trusted_proxies", &mut issues);
     let old: HashMap<&str, &Arc<crate::upstream::Group>> = previous

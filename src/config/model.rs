@@ -16,15 +16,24 @@ pub struct Dur(pub Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(text.trim())
-            .map(Dur)
-            .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "invalid duration {text:?} ({e}); write e.g. \"250ms\", \"5s\", \"1m\""
-                ))
-            })
+        let d = humantime::parse_duration(text.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?} ({e}); write e.g. \"250ms\", \"5s\", \"1m\""
+            ))
+        })?;
+        // Far beyond any sensible timeout, and small enough that adding it to
+        // an Instant or to milliseconds never overflows.
+        if d > MAX_DURATION {
+            return Err(serde::de::Error::custom(format!(
+                "duration {text:?} is too long (at most 365 days)"
+            )));
+        }
+        Ok(Dur(d))
     }
 }
+
+/// The longest duration a config may give.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A size written as a string (`512KiB`, `10MiB`) or a number of bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,6 +23,21 @@ use subtle::ConstantTimeEq;
 /// Most remembered basic credentials per route.
 const CACHE_MAX: usize = 1024;
 
+/// bcrypt checks running at once, process-wide: each takes tens of ms of
+/// CPU by design, so a flood of wrong passwords must not queue without
+/// bound. Past it a check is refused (401) at once.
+fn bcrypt_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(n)
+    })
+}
+
+/// Verified against for unknown users, so timing does not tell which user
+/// names exist (cost 10, as `htpasswd -B` writes by default).
+const DUMMY_HASH: &str = "$2b$10$Uyh3S0xOQ1f7zL5VYqWy5eW5yY5l5mQfQ4k1c8vQH0mQ0sD3Zr0pW";
+
 /// A compiled `auth`.
 pub struct Auth {
     keys: Box<[Box<[u8]>]>,
@@ -47,6 +62,11 @@ impl Auth {
                 issues.push(Issue::new(
                     format!("{base}.api_keys[{i}]"),
                     "an API key must not be empty",
+                ));
+            } else if k.trim() != k {
+                issues.push(Issue::new(
+                    format!("{base}.api_keys[{i}]"),
+                    "an API key cannot start or end with spaces (a header value never does)",
                 ));
             } else {
                 keys.push(k.as_bytes().into());
@@ -177,18 +197,21 @@ impl Basic {
         let Ok(user) = std::str::from_utf8(&decoded[..colon]) else {
             return false;
         };
-        let Some(hash) = self.users.get(user).cloned() else {
-            return false;
-        };
+        let known = self.users.get(user).cloned();
+        let hash = known.clone().unwrap_or_else(|| DUMMY_HASH.to_string());
         let tag = self.seed.hash_one((user, &decoded[colon + 1..], &hash));
-        if self.passed.lock().is_ok_and(|p| p.contains(&tag)) {
+        if known.is_some() && self.passed.lock().is_ok_and(|p| p.contains(&tag)) {
             return true;
         }
+        let Ok(_slot) = bcrypt_slots().try_acquire() else {
+            return false;
+        };
         let password = decoded[colon + 1..].to_vec();
-        let ok =
+        let verified =
             tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
                 .await
                 .unwrap_or(false);
+        let ok = verified && known.is_some();
         if ok {
             if let Ok(mut p) = self.passed.lock() {
                 if p.len() >= CACHE_MAX {

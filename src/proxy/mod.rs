@@ -196,6 +196,8 @@ impl ProxyHttp for Proxy {
         ctx.in_flight = Some(InFlight(info.shared.in_flight.clone()));
         ctx.trial = choice.trial.then(|| ctx::Trial(Some(info.clone())));
         ctx.reported = false;
+        // A retry replays the buffered body through request_body_filter.
+        ctx.policy.body_seen = 0;
         ctx.backend = Some(info);
         Ok(peer)
     }
@@ -329,14 +331,20 @@ impl ProxyHttp for Proxy {
             ctx.report(false);
         }
         let idempotent = session.req_header().method.is_idempotent();
-        if !idempotent || session.as_ref().retry_buffer_truncated() || !ctx.may_retry() {
+        if session.as_ref().retry_buffer_truncated() || !ctx.may_retry() {
             e.set_retry(false);
-        } else if ctx.route().is_some_and(|r| r.retry_on.timeout)
+        } else if idempotent
+            && ctx.route().is_some_and(|r| r.retry_on.timeout)
             && matches!(e.etype(), ErrorType::ReadTimedout)
         {
             e.set_retry(has_alternative(session, ctx));
         } else {
+            // A reused pooled connection that failed before the answer is
+            // retried for any method (nothing was processed), but only on
+            // another backend (SPEC §4): with none left the client gets 502.
             e.retry.decide_reuse(client_reused);
+            let reused_reset = e.retry() && (idempotent || client_reused);
+            e.set_retry(reused_reset && has_alternative(session, ctx));
         }
         e
     }

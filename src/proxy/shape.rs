@@ -24,6 +24,11 @@ pub(super) enum Target {
 /// The request-target's form, or `None` for a 400.
 pub(super) fn target(req: &RequestHeader) -> Option<Target> {
     let raw = req.raw_path();
+    // Matched on a lossy rendering but forwarded as sent, a non-UTF-8 target
+    // could mean one path to weir and another to the backend.
+    if !req.raw_path_is_utf8() {
+        return None;
+    }
     if raw.first() == Some(&b'/') {
         return Some(Target::Path);
     }
@@ -103,6 +108,9 @@ fn valid_host(h: &[u8]) -> bool {
     };
     !name.is_empty()
         && name.len() <= 253
+        // No empty label (`a..b`, `a..`): one trailing dot is the root.
+        && !name.windows(2).any(|w| w == b"..")
+        && name.first() != Some(&b'.')
         && name
             .iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
@@ -119,6 +127,11 @@ mod tests {
             r.append_header("host", *h).unwrap();
         }
         r
+    }
+
+    #[test]
+    fn non_utf8_targets_are_refused() {
+        assert_eq!(target(&req("GET", b"/public/\xC0\xAEadmin", &[])), None);
     }
 
     #[test]
@@ -167,7 +180,7 @@ mod tests {
             assert!(host_ok(&req("GET", b"/", &[ok])), "{ok}");
         }
         for bad in [
-            "a b", "a,b", "a:port", "a:", "[::1", "[zz]:1", "a/b", "a@b", "",
+            "a b", "a,b", "a:port", "a:", "[::1", "[zz]:1", "a/b", "a@b", "", "a..", ".a",
         ] {
             assert!(!host_ok(&req("GET", b"/", &[bad])), "{bad:?}");
         }

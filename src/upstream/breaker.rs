@@ -107,18 +107,27 @@ impl BreakerState {
         }
     }
 
-    /// A request through this backend succeeded.
-    pub fn success(&self, who: Who<'_>) {
-        // Loads first: the common case writes nothing to the shared line.
-        if self.failures.load(Relaxed) != 0 {
-            self.failures.store(0, Relaxed);
+    /// A request through this backend succeeded. Only the trial closes an
+    /// open circuit: a request admitted before it opened proves nothing.
+    pub fn success(&self, who: Who<'_>, trial: bool) {
+        if trial {
+            if self
+                .state
+                .compare_exchange(HALF_OPEN, CLOSED, AcqRel, Acquire)
+                .is_ok()
+            {
+                self.failures.store(0, Relaxed);
+                log::info!(
+                    "circuit for backend {} in {} is CLOSED (trial request succeeded)",
+                    who.0,
+                    who.1
+                );
+            }
+            return;
         }
-        if self.state.load(Acquire) != CLOSED && self.state.swap(CLOSED, AcqRel) != CLOSED {
-            log::info!(
-                "circuit for backend {} in {} is CLOSED (trial request succeeded)",
-                who.0,
-                who.1
-            );
+        // Loads first: the common case writes nothing to the shared line.
+        if self.failures.load(Relaxed) != 0 && self.state.load(Acquire) == CLOSED {
+            self.failures.store(0, Relaxed);
         }
     }
 
@@ -136,13 +145,17 @@ impl BreakerState {
             return;
         }
         let n = self.failures.fetch_add(1, Relaxed) + 1;
-        if n >= spec.threshold
-            && self
+        if n >= spec.threshold && self.state.load(Acquire) == CLOSED {
+            // The time is stored before the state flips, so nobody sees OPEN
+            // with an old opening time (and takes a trial at once).
+            self.opened_at_ms.store(now_ms(), Release);
+            if self
                 .state
                 .compare_exchange(CLOSED, OPEN, AcqRel, Acquire)
-                .is_ok()
-        {
-            self.opened_at_ms.store(now_ms(), Relaxed);
+                .is_err()
+            {
+                return;
+            }
             log::info!(
                 "circuit for backend {} in {} is OPEN after {n} failures in a row; trial in {:?}",
                 who.0,
@@ -185,7 +198,12 @@ mod tests {
         b.failure(&spec, W, true);
         assert_eq!(b.circuit(), Circuit::Open);
         assert_eq!(b.admit(&spec, true), Admit::Trial);
-        b.success(W);
+        // A request admitted before the circuit opened does not close it.
+        b.failure(&spec, W, true);
+        b.success(W, false);
+        assert_eq!(b.circuit(), Circuit::Open);
+        assert_eq!(b.admit(&spec, true), Admit::Trial);
+        b.success(W, true);
         assert_eq!(b.circuit(), Circuit::Closed);
         assert_eq!(b.admit(&spec, true), Admit::Yes);
     }

@@ -297,7 +297,13 @@ impl Group {
         for b in &spec.backends {
             let addr = b.addr;
             let shared = match previous.and_then(|p| p.backends.get(&addr)) {
-                Some(i) => i.shared.clone(),
+                Some(i) => {
+                    if spec.config.health_check.is_none() {
+                        // No check will ever end it: without one a backend is UP.
+                        i.shared.probation.store(false, Relaxed);
+                    }
+                    i.shared.clone()
+                }
                 None => {
                     let s = Shared::default();
                     s.probation.store(spec.probation, Relaxed);
@@ -404,6 +410,17 @@ impl Group {
         }
     }
 
+    /// Points the health check's labels (and probation flags) at this
+    /// group's backends.
+    pub fn publish_labels(&self) {
+        self.labels.store(Arc::new(
+            self.backends
+                .iter()
+                .map(|(a, i)| (*a, (i.label.clone(), i.shared.clone())))
+                .collect(),
+        ));
+    }
+
     /// Whether selection must consult per-backend state ([`Group::admit`]).
     pub fn is_gated(&self) -> bool {
         self.gated
@@ -438,7 +455,7 @@ impl Group {
         let Some(spec) = &self.breaker else { return };
         let who = (info.addr, &*self.name);
         if ok {
-            info.shared.breaker.success(who);
+            info.shared.breaker.success(who, trial);
         } else {
             info.shared.breaker.failure(spec, who, trial);
         }
