@@ -177,6 +177,16 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     }
 }
 
+/// [`prefix_matches`] ignoring ASCII case (`/V1/x` under `/v1`); no allocation.
+pub fn prefix_matches_ignore_case(prefix: &str, path: &str) -> bool {
+    let (p, q) = (prefix.as_bytes(), path.as_bytes());
+    if q.len() < p.len() || !q[..p.len()].eq_ignore_ascii_case(p) {
+        return false;
+    }
+    let rest = &q[p.len()..];
+    rest.is_empty() || p.last() == Some(&b'/') || rest.first() == Some(&b'/')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +217,10 @@ mod tests {
         assert_eq!(normalize("/.;x/admin"), Err(PathError::Ambiguous));
         assert_eq!(normalize("//a/%2e%2e;/b"), Err(PathError::Ambiguous));
         assert_eq!(match_form("/admin;a/x;b=1"), "/admin/x");
+        assert!(prefix_matches_ignore_case("/admin", "/ADMIN/x"));
+        assert!(prefix_matches_ignore_case("/admin", "/Admin"));
+        assert!(!prefix_matches_ignore_case("/admin", "/ADMINS"));
+        assert!(!prefix_matches_ignore_case("/admin", "/adm"));
         assert_eq!(match_form("/;x/admin"), "/admin");
         assert_eq!(match_form("/;x"), "/");
         assert_eq!(match_form("/a;x/"), "/a/");

@@ -5,7 +5,7 @@
 //! router knows nothing of what a route does: it answers with the index of
 //! the route that matched.
 
-use crate::path::prefix_matches;
+use crate::path::{prefix_matches, prefix_matches_ignore_case};
 pub use crate::values::{allow_header, method_bit};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::collections::HashMap;
@@ -41,6 +41,8 @@ pub struct Matcher {
     pub host: HostMatch,
     /// Path prefix, if any.
     pub prefix: Option<Box<str>>,
+    /// The prefix ignores ASCII case.
+    pub ignore_case: bool,
     /// Allowed methods as a bit mask over `values::METHODS`; `None` = any.
     pub methods: Option<u16>,
     /// Required headers.
@@ -144,7 +146,13 @@ impl Router {
             };
             if r.listeners & (1 << listener) == 0
                 || (check_host && !r.host.matches(host))
-                || !r.prefix.as_deref().is_none_or(|p| prefix_matches(p, path))
+                || !r.prefix.as_deref().is_none_or(|p| {
+                    if r.ignore_case {
+                        prefix_matches_ignore_case(p, path)
+                    } else {
+                        prefix_matches(p, path)
+                    }
+                })
                 || !r.headers.iter().all(|(n, v)| headers.get(n) == Some(v))
             {
                 continue;
@@ -173,6 +181,7 @@ mod tests {
             listeners: 1,
             host,
             prefix: prefix.map(Into::into),
+            ignore_case: false,
             methods,
             headers: Box::new([]),
         }

@@ -231,12 +231,12 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
         HealthService::new(live.snapshot.clone()),
     ));
     server.add_service(background_service("reload", Reloader::new(live.clone())));
-    if cfg.upstreams.values().any(|u| u.discovery.is_some()) {
-        server.add_service(background_service(
-            "dns discovery",
-            DnsService::new(live.clone()),
-        ));
-    }
+    // Always running (it idles when nothing is discovered), so a reload that
+    // adds discovery to an upstream is resolved too.
+    server.add_service(background_service(
+        "dns discovery",
+        DnsService::new(live.clone()),
+    ));
     let watcher = DrainWatcher {
         phases: Mutex::new(Some(server.watch_execution_phase())),
         draining,

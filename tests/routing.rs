@@ -255,3 +255,31 @@ fn shipped_config_is_clean() {
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("warning"), "{err}");
 }
+
+#[test]
+fn ignore_case_prefixes_match_any_case_and_keep_their_guard() {
+    let b = TestBackend::start("b");
+    let listen = free_addr();
+    let cfg = format!(
+        r#"
+server: {{ threads: 1, pid_file: "{{{{DIR}}}}/weir.pid", upgrade_sock: "{{{{DIR}}}}/up.sock" }}
+listeners: [{{ name: web, address: "{listen}" }}]
+routes:
+  - {{ name: admin, match: {{ path_prefix: /admin, ignore_case: true }}, upstream: b, allow_ips: [10.0.0.0/8] }}
+  - {{ name: exact, match: {{ path_prefix: /docs }}, respond: {{ status: 200, body: "docs\n" }} }}
+  - {{ name: rest, upstream: b }}
+upstreams:
+  b: {{ backends: ["{b}"] }}
+"#,
+        b = b.addr()
+    );
+    let _w = WeirProcess::start(&cfg, listen);
+    for path in ["/admin", "/ADMIN/x", "/Admin/users"] {
+        assert_eq!(get(listen, path).status, 403, "{path}");
+    }
+    assert_eq!(b.requests(), 0, "a case variant reached the backend");
+    // Without ignore_case the prefix is exact-case.
+    assert_eq!(get(listen, "/docs").body, "docs\n");
+    assert_eq!(get(listen, "/DOCS").backend(), "b");
+    assert_eq!(get(listen, "/ADMINS").backend(), "b");
+}

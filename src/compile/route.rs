@@ -191,6 +191,7 @@ fn matcher(ctx: &Context<'_>, r: &RouteConfig, base: &str, issues: &mut Vec<Issu
         listeners,
         host,
         prefix: m.path_prefix.as_deref().map(Into::into),
+        ignore_case: m.ignore_case,
         methods,
         headers: headers.into_boxed_slice(),
     }

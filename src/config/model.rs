@@ -187,6 +187,10 @@ pub struct MatchConfig {
     pub host: Option<String>,
     /// Segment-aware path prefix.
     pub path_prefix: Option<String>,
+    /// The prefix matches whatever the case (`/V1` for `/v1`), for
+    /// case-insensitive backends. Default: false.
+    #[serde(default)]
+    pub ignore_case: bool,
     /// Allowed methods.
     pub methods: Option<Vec<String>>,
     /// Required header values (names case-insensitive, values exact).

@@ -84,7 +84,10 @@ fn covers(cfg: &FileConfig, a: &RouteConfig, b: &RouteConfig) -> bool {
     let path_ok = match (&a.matcher.path_prefix, &b.matcher.path_prefix) {
         (None, _) => true,
         (Some(_), None) => false,
-        (Some(pa), Some(pb)) => crate::path::prefix_matches(pa, pb),
+        (Some(pa), Some(pb)) if a.matcher.ignore_case => {
+            crate::path::prefix_matches_ignore_case(pa, pb)
+        }
+        (Some(pa), Some(pb)) => !b.matcher.ignore_case && crate::path::prefix_matches(pa, pb),
     };
     let methods_ok = match (&a.matcher.methods, &b.matcher.methods) {
         (None, _) => true,
