@@ -240,7 +240,7 @@ upstreams:
             path: "routes[0].match.pathprefix",
             message: &[
                 "unknown key (did you mean \"path_prefix\"?)",
-                "expected one of host, path_prefix, methods, headers",
+                "expected one of host, path_prefix, ignore_case, methods, headers",
             ],
         },
         Case {
