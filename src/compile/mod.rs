@@ -77,6 +77,7 @@ pub fn compile(cfg: &FileConfig, previous: Option<&Snapshot>) -> Result<Snapshot
         listeners: &listeners,
         groups: &groups,
         index: &index,
+        previous,
     };
     let mut names = std::collections::HashSet::new();
     let mut routes = Vec::new();

@@ -30,6 +30,8 @@ pub(super) struct Context<'a> {
     pub listeners: &'a Listeners,
     pub groups: &'a [Arc<Group>],
     pub index: &'a HashMap<&'a str, usize>,
+    /// The snapshot being replaced, if any.
+    pub previous: Option<&'a crate::snapshot::Snapshot>,
 }
 
 /// Compiles `routes[i]`; `None` (with issues) when it is invalid.
@@ -44,7 +46,18 @@ pub(super) fn compile(
     let name = route_label(r, i);
     let matcher = matcher(ctx, r, &base, issues);
     let (action, base_timeouts) = action(ctx, r, &base, issues);
-    let policies = policies(r, &name, &base, issues);
+    let mut policies = policies(r, &name, &base, issues);
+    // Local rate-limit counts and verified credentials outlive a rebuild
+    // (reload, admin change, DNS answer) when the route is unchanged.
+    if let Some(prev) = ctx.previous {
+        let same = prev
+            .routes
+            .iter()
+            .find(|old| *old.name == *name && prev.config.routes.get(old.index) == Some(r));
+        if let Some(old) = same {
+            policies.carry_over(&old.policies);
+        }
+    }
     let timeouts = timeouts(
         base_timeouts,
         r.timeouts.as_ref(),

@@ -166,6 +166,14 @@ impl Auth {
         })
     }
 
+    /// Keeps `prev`'s cache of verified basic credentials (the same route,
+    /// unchanged, in the snapshot being replaced).
+    pub fn carry_over(&mut self, prev: &Auth) {
+        if self.basic.is_some() {
+            self.basic = prev.basic.clone();
+        }
+    }
+
     /// Strips the credentials when `hide_credentials` is set.
     pub fn upstream_request(&self, req: &mut RequestHeader) {
         if self.hide {

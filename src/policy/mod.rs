@@ -174,6 +174,20 @@ impl Chain {
         }
     }
 
+    /// Takes over the state of `prev`'s rate limit and auth (counts,
+    /// verified credentials); for a route whose config did not change.
+    pub fn carry_over(&mut self, prev: &Chain) {
+        for p in self.policies.iter_mut() {
+            for q in prev.policies.iter() {
+                match (&mut *p, q) {
+                    (Policy::RateLimit(a), Policy::RateLimit(b)) => a.carry_over(b),
+                    (Policy::Auth(a), Policy::Auth(b)) => a.carry_over(b),
+                    _ => {}
+                }
+            }
+        }
+    }
+
     /// The path rewrite, if any (for `weir explain`).
     pub fn rewrite(&self) -> Option<&rewrite::PathRewrite> {
         self.policies.iter().find_map(|p| match p {

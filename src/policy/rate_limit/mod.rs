@@ -44,7 +44,7 @@ enum Key<'a> {
 }
 
 enum Store {
-    Local(Rate),
+    Local(std::sync::Arc<Rate>),
     Shared(shared::SharedLimit),
 }
 
@@ -82,11 +82,11 @@ impl RateLimit {
             }
         };
         let store = match &cfg.shared {
-            None => Store::Local(Rate::new_with_estimator_config(
+            None => Store::Local(std::sync::Arc::new(Rate::new_with_estimator_config(
                 Duration::from_secs(1),
                 HASHES,
                 SLOTS,
-            )),
+            ))),
             Some(s) => Store::Shared(shared::SharedLimit::compile(
                 s,
                 route,
@@ -100,6 +100,14 @@ impl RateLimit {
             store,
             limited: crate::metrics::rate_limited(route),
         })
+    }
+
+    /// Keeps counting in `prev`'s windows (the same route, unchanged, in the
+    /// snapshot being replaced), so a rebuild does not hand out a new budget.
+    pub fn carry_over(&mut self, prev: &RateLimit) {
+        if let (Store::Local(_), Store::Local(old)) = (&self.store, &prev.store) {
+            self.store = Store::Local(old.clone());
+        }
     }
 
     fn key<'a>(&self, v: &'a RequestView<'_>) -> Key<'a> {
