@@ -238,7 +238,13 @@ impl AdminApi {
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or("");
-            if !self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+            // On a wildcard address, the address the client reached is the
+            // admin address too (still no DNS name can pass).
+            let reached = session
+                .server_addr()
+                .and_then(|a| a.as_inet())
+                .is_some_and(|a| a.to_string().eq_ignore_ascii_case(host));
+            if !reached && !self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
                 return error(
                     403,
                     format!("Host must be the admin address ({})", self.hosts[0]),

@@ -752,3 +752,36 @@ fn process_log_can_be_json() {
     assert_eq!(v["target"], "weir::server");
     assert!(v["message"].as_str().unwrap().starts_with("weir "));
 }
+
+#[test]
+fn admin_on_a_wildcard_address_answers_the_address_it_was_reached_at() {
+    let a = TestBackend::start("a");
+    let listen = free_addr();
+    let port = free_port();
+    let token = "0123456789abcdef0123";
+    let cfg = format!(
+        r#"
+server: {{ threads: 1, pid_file: "{{{{DIR}}}}/weir.pid", upgrade_sock: "{{{{DIR}}}}/up.sock" }}
+admin: {{ listen: "0.0.0.0:{port}", token: "{token}" }}
+listeners: [{{ name: web, address: "{listen}" }}]
+routes: [{{ upstream: u }}]
+upstreams:
+  u: {{ backends: ["{a}"] }}
+"#,
+        a = a.addr()
+    );
+    let _w = WeirProcess::start(&cfg, listen);
+    let adm: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(wait_port(adm, START_TIMEOUT));
+    assert_eq!(admin(adm, "GET", "/status", "", Some(token)).status, 200);
+    // A name (DNS rebinding) is still refused.
+    let auth = format!("Bearer {token}");
+    let r = request(
+        adm,
+        "GET",
+        "/status",
+        &[("host", "evil.example"), ("authorization", auth.as_str())],
+    )
+    .unwrap();
+    assert_eq!(r.status, 403);
+}
