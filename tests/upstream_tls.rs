@@ -164,6 +164,10 @@ async fn serve_h2<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send
             let Ok(mut send) = respond.send_response(resp, false) else {
                 return;
             };
+            if path.ends_with("/Slow") {
+                // Keeps the stream open, so later calls overlap with it.
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
             let times = if path.ends_with("/Stream") { 3 } else { 1 };
             for _ in 0..times {
                 let _ = send.send_data(Bytes::from(data.clone()), false);
@@ -264,6 +268,16 @@ async fn grpc_calls(
     ca: &Path,
     calls: &[(&str, &[u8])],
 ) -> Vec<(Vec<Vec<u8>>, String)> {
+    grpc_calls_spaced(listen, ca, calls, Duration::ZERO).await
+}
+
+/// As [`grpc_calls`], starting one call every `gap`.
+async fn grpc_calls_spaced(
+    listen: SocketAddr,
+    ca: &Path,
+    calls: &[(&str, &[u8])],
+    gap: Duration,
+) -> Vec<(Vec<Vec<u8>>, String)> {
     let mut roots = RootCertStore::empty();
     pingora_rustls::load_ca_file_into_store(ca, &mut roots).unwrap();
     let mut cfg = ClientConfig::builder()
@@ -292,6 +306,7 @@ async fn grpc_calls(
         let (resp, mut send) = client.send_request(req, false).unwrap();
         send.send_data(frame(msg), true).unwrap();
         pending.push(resp);
+        tokio::time::sleep(gap).await;
     }
     let mut out = Vec::new();
     for resp in pending {
@@ -347,14 +362,21 @@ fn grpc_unary_and_streaming_through_h2c_on_one_connection() {
         &weir_config(listen, &edge_listener(dir.path(), &ca), &up),
         listen,
     );
-    // The first call opens the h2c connection; then many calls at once
-    // share it (Pingora opens one connection per request racing for a
-    // connection that does not exist yet, so the warm-up call comes first).
+    // The first call opens the h2c connection. Then slow calls start 20 ms
+    // apart, each open for 400 ms, so all of them are in flight at once:
+    // they share that connection (with one stream per connection, Pingora's
+    // default, each would need its own). Starting them spaced avoids
+    // Pingora's race where requests arriving together each open a connection.
     let first = rt.block_on(grpc_calls(listen, &ca_path, &[("/t.E/Unary", b"warm")]));
     assert_eq!(first[0], (vec![b"warm".to_vec()], "0".to_string()));
     let mut calls: Vec<(&str, &[u8])> = vec![("/t.E/Unary", b"ping"), ("/t.E/Stream", b"tick")];
-    calls.extend(std::iter::repeat_n(("/t.E/Unary", &b"many"[..]), 8));
-    let results = rt.block_on(grpc_calls(listen, &ca_path, &calls));
+    calls.extend(std::iter::repeat_n(("/t.E/Slow", &b"many"[..]), 8));
+    let results = rt.block_on(grpc_calls_spaced(
+        listen,
+        &ca_path,
+        &calls,
+        Duration::from_millis(20),
+    ));
     assert_eq!(results[0], (vec![b"ping".to_vec()], "0".to_string()));
     assert_eq!(results[1], (vec![b"tick".to_vec(); 3], "0".to_string()));
     for r in &results[2..] {
