@@ -8,6 +8,11 @@
 //! parsed head (`early_request_filter`, through [`head_done`]), so bodies,
 //! responses and upgraded tunnels are never timed by it; the connection
 //! front arms it again before each further request on the connection.
+//!
+//! It also lets the front wait for a request's first bytes *outside*
+//! Pingora's per-request future ([`HeadClock::poll_first_bytes`]): those
+//! bytes are read into a small buffer here and handed to Pingora's parser
+//! by the next reads, so waiting costs no extra read.
 
 use async_trait::async_trait;
 use pingora_core::protocols::http::ServerSession;
@@ -20,12 +25,18 @@ use pingora_core::protocols::{
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+/// How many bytes of a request's start [`HeadClock::poll_first_bytes`]
+/// reads. Most request heads fit (a browser's is ~0.5-2 KiB, a load
+/// generator's ~50 bytes); a longer head costs Pingora one more read. It is
+/// part of every connection's resident cost, so it is kept small.
+pub const FIRST_BYTES: usize = 1024;
 
 /// A client stream whose request heads must arrive within `limit` of
 /// their first byte.
@@ -40,6 +51,18 @@ pub struct HeadClock {
     fresh: AtomicBool,
     deadline: Option<Instant>,
     sleep: Option<Pin<Box<Sleep>>>,
+    /// Bytes read by [`HeadClock::poll_first_bytes`] that Pingora has not
+    /// read yet: `first[first_at..first_end]`.
+    first: [u8; FIRST_BYTES],
+    first_at: u16,
+    first_end: u16,
+    /// Bytes handed to Pingora since the clock was last armed.
+    delivered: usize,
+    /// Set by [`head_done`]: the head is exactly the first bytes read for
+    /// this request (so its parsed length is its length on the wire), and
+    /// that length.
+    exact_head: AtomicBool,
+    head_len: AtomicUsize,
 }
 
 impl std::fmt::Debug for HeadClock {
@@ -63,13 +86,67 @@ impl HeadClock {
             fresh: AtomicBool::new(false),
             deadline: None,
             sleep: None,
+            first: [0; FIRST_BYTES],
+            first_at: 0,
+            first_end: 0,
+            delivered: 0,
+            exact_head: AtomicBool::new(false),
+            head_len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether Pingora certainly read nothing of this connection past the
+    /// last request's head: the head arrived alone in the first read, and
+    /// nothing was read after it (no body, no next request). Then Pingora
+    /// cannot be holding bytes of a pipelined next request. `false` means
+    /// "don't know", not "it is".
+    pub fn read_only_the_head(&self) -> bool {
+        self.exact_head.load(Relaxed) && self.delivered == self.head_len.load(Relaxed)
+    }
+
+    /// Records the parsed head (`raw`, as Pingora kept it) for
+    /// [`HeadClock::read_only_the_head`].
+    fn note_head(&self, raw: &[u8]) {
+        let first = &self.first[..usize::from(self.first_end)];
+        let exact = self.first_at == self.first_end && self.delivered == raw.len() && raw == first;
+        self.exact_head.store(exact, Relaxed);
+        self.head_len.store(raw.len(), Relaxed);
+    }
+
+    /// Waits until the client sends something (the start of its next
+    /// request) and keeps up to [`FIRST_BYTES`] of it for the next reads.
+    /// `Ok(0)`: the client closed the connection. The head deadline starts
+    /// with these bytes, as with any read of an armed clock.
+    pub fn poll_first_bytes(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.first_at < self.first_end {
+            return Poll::Ready(Ok(usize::from(self.first_end - self.first_at)));
+        }
+        let (timed, first) = self.split();
+        let mut buf = ReadBuf::new(first);
+        match poll_timed(timed, cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len();
+                self.first_at = 0;
+                // n <= FIRST_BYTES = 1024 fits in u16.
+                self.first_end = n as u16;
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
         }
     }
 
     /// A new head starts with the next byte read.
-    pub fn arm(&self) {
+    pub fn arm(&mut self) {
         self.fresh.store(true, Relaxed);
         self.armed.store(true, Relaxed);
+        self.delivered = 0;
+        self.exact_head.store(false, Relaxed);
+        if self.first_at == self.first_end {
+            // Read bytes of an earlier head no longer count as this one's.
+            self.first_at = 0;
+            self.first_end = 0;
+        }
     }
 
     /// The head is complete: reads are no longer timed.
@@ -90,8 +167,12 @@ pub fn clock_of(stream: &Stream) -> Option<&HeadClock> {
 /// HTTP/1.1), so this runs for every request; a connection the client or
 /// Pingora already chose to close stays closing.
 pub fn head_done(session: &mut ServerSession) {
-    let Some(keepalive) = session.stream().and_then(clock_of).map(|c| {
+    let Some(h1) = session.as_http1() else {
+        return;
+    };
+    let Some(keepalive) = clock_of(h1.stream()).map(|c| {
         c.disarm();
+        c.note_head(&h1.get_headers_raw_bytes());
         c.keepalive
     }) else {
         return;
@@ -108,6 +189,70 @@ fn too_slow(limit: Duration) -> io::Error {
     )
 }
 
+impl HeadClock {
+    /// What a timed read uses, borrowed apart from the first-bytes buffer.
+    fn split(&mut self) -> (Timed<'_>, &mut [u8; FIRST_BYTES]) {
+        let timed = Timed {
+            inner: &mut self.inner,
+            limit: self.limit,
+            armed: &self.armed,
+            fresh: &self.fresh,
+            deadline: &mut self.deadline,
+            sleep: &mut self.sleep,
+        };
+        (timed, &mut self.first)
+    }
+}
+
+/// The parts of a [`HeadClock`] a timed read uses.
+struct Timed<'a> {
+    inner: &'a mut Stream,
+    limit: Duration,
+    armed: &'a AtomicBool,
+    fresh: &'a AtomicBool,
+    deadline: &'a mut Option<Instant>,
+    sleep: &'a mut Option<Pin<Box<Sleep>>>,
+}
+
+fn poll_timed(t: Timed<'_>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    if !t.armed.load(Relaxed) {
+        return Pin::new(t.inner).poll_read(cx, buf);
+    }
+    if t.fresh.swap(false, Relaxed) {
+        *t.deadline = None;
+        *t.sleep = None;
+    }
+    if t.deadline.is_some_and(|d| Instant::now() >= d) {
+        log::debug!("closing a connection: {}", too_slow(t.limit));
+        return Poll::Ready(Err(too_slow(t.limit)));
+    }
+    let before = buf.filled().len();
+    match Pin::new(t.inner).poll_read(cx, buf) {
+        Poll::Ready(Ok(())) => {
+            if t.deadline.is_none() && buf.filled().len() > before {
+                *t.deadline = Some(Instant::now() + t.limit);
+            }
+            Poll::Ready(Ok(()))
+        }
+        Poll::Pending => {
+            let Some(deadline) = *t.deadline else {
+                return Poll::Pending;
+            };
+            let sleep = t
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            match sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    log::debug!("closing a connection: {}", too_slow(t.limit));
+                    Poll::Ready(Err(too_slow(t.limit)))
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        }
+        other => other,
+    }
+}
+
 impl AsyncRead for HeadClock {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -115,42 +260,19 @@ impl AsyncRead for HeadClock {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.armed.load(Relaxed) {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
-        }
-        if this.fresh.swap(false, Relaxed) {
-            this.deadline = None;
-            this.sleep = None;
-        }
-        if this.deadline.is_some_and(|d| Instant::now() >= d) {
-            log::debug!("closing a connection: {}", too_slow(this.limit));
-            return Poll::Ready(Err(too_slow(this.limit)));
+        if this.first_at < this.first_end {
+            let kept = &this.first[usize::from(this.first_at)..usize::from(this.first_end)];
+            let n = kept.len().min(buf.remaining());
+            buf.put_slice(&kept[..n]);
+            // n <= FIRST_BYTES fits in u16.
+            this.first_at += n as u16;
+            this.delivered += n;
+            return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if this.deadline.is_none() && buf.filled().len() > before {
-                    this.deadline = Some(Instant::now() + this.limit);
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Pending => {
-                let Some(deadline) = this.deadline else {
-                    return Poll::Pending;
-                };
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        log::debug!("closing a connection: {}", too_slow(this.limit));
-                        Poll::Ready(Err(too_slow(this.limit)))
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-            other => other,
-        }
+        let read = poll_timed(this.split().0, cx, buf);
+        this.delivered += buf.filled().len() - before;
+        read
     }
 }
 
@@ -289,6 +411,37 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(400)).await;
         client.write_all(b"y").await.unwrap();
         assert_eq!(clock.read(&mut buf).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn first_bytes_are_read_again_in_order_and_start_the_clock() {
+        let (mut clock, mut client) = pair(Duration::from_millis(300)).await;
+        client.write_all(b"GET / HT").await.unwrap();
+        let n = std::future::poll_fn(|cx| clock.poll_first_bytes(cx))
+            .await
+            .unwrap();
+        assert_eq!(n, 8);
+        // Waiting again does not read again.
+        let again = std::future::poll_fn(|cx| clock.poll_first_bytes(cx))
+            .await
+            .unwrap();
+        assert_eq!(again, 8);
+        client.write_all(b"TP/1.1\r\n").await.unwrap();
+        // A small reader gets the kept bytes first, then the socket's.
+        let mut small = [0u8; 5];
+        assert_eq!(clock.read(&mut small).await.unwrap(), 5);
+        assert_eq!(&small, b"GET /");
+        let mut rest = Vec::new();
+        let mut buf = [0u8; 64];
+        while rest.len() < 11 {
+            let n = clock.read(&mut buf).await.unwrap();
+            rest.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(rest, b" HTTP/1.1\r\n");
+        // The clock started with the first bytes: the head is late now.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let e = clock.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! - HTTP/1: runs Pingora's keep-alive loop itself (as Pingora's own
 //!   `ServerApp` for HTTP apps does) with the listener's `keepalive`, and
 //!   with the stream inside a [`clock::HeadClock`] for `timeouts.header`;
+//!   between requests a connection waits in a small future of its own, not
+//!   inside Pingora's per-request one (what an idle client costs);
 //!   HTTP/2 goes to Pingora unchanged (its idle limit is the service's
 //!   `h2_idle_timeout`).
 
@@ -27,7 +29,7 @@ pub use clock::head_done;
 use crate::config::model::ListenerProtocol;
 use crate::snapshot::{find_listener, Snapshot};
 use async_trait::async_trait;
-use pingora_core::apps::{HttpServerApp, HttpServerOptions, ServerApp};
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ServerApp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::configuration::ServerConf;
@@ -181,31 +183,123 @@ impl<A> Front<A> {
 impl<A: HttpServerApp + Send + Sync + 'static> Front<A> {
     /// Pingora's HTTP/1 keep-alive loop with the listener's keep-alive and
     /// a head clock re-armed before each request.
+    ///
+    /// Between requests the connection waits here, in this small future,
+    /// for the next request's first bytes ([`wait_for_request`]); only then
+    /// does it enter Pingora's per-request future, which is allocated per
+    /// request and sized by the proxy's largest state (tens of KiB). An idle
+    /// keep-alive client so holds its socket, the clock and this loop, not
+    /// a request's worth of state.
     async fn serve_h1(&self, stream: Stream, l: &ListenerFront, shutdown: &ShutdownWatch) {
-        let stream: Stream = Box::new(clock::HeadClock::new(stream, l.header, l.keepalive));
-        let mut session = ServerSession::new_http1(stream);
-        session.set_keepalive(if *shutdown.borrow() {
-            None
-        } else {
-            l.keepalive
-        });
-        session.set_keepalive_reuses_remaining(
-            self.app
-                .server_options()
-                .and_then(|o| o.keepalive_request_limit),
-        );
-        let mut result = self.app.process_new_http(session, shutdown).await;
-        while let Some((stream, settings)) = result.map(|r| r.consume()) {
-            if let Some(c) = clock::clock_of(&stream) {
-                c.arm();
+        let mut clock = Box::new(clock::HeadClock::new(stream, l.header, l.keepalive));
+        // The first request may be slow to come only for as long as a
+        // keep-alive client may idle (the header timeout without keep-alive).
+        let idle = l.keepalive.map_or(l.header, Duration::from_secs);
+        let mut settings: Option<HttpPersistentSettings> = None;
+        let mut first = true;
+        // Bytes of the next request are already read (pipelined).
+        let mut buffered = false;
+        loop {
+            if !buffered && !wait_for_request(&mut clock, idle, shutdown).await {
+                return;
             }
-            let mut session = ServerSession::new_http1(stream);
-            if let Some(settings) = settings {
+            let mut session = ServerSession::new_http1(clock);
+            if let Some(settings) = settings.take() {
                 settings.apply_to_session(&mut session);
+            } else if first {
+                session.set_keepalive(if *shutdown.borrow() {
+                    None
+                } else {
+                    l.keepalive
+                });
+                session.set_keepalive_reuses_remaining(
+                    self.app
+                        .server_options()
+                        .and_then(|o| o.keepalive_request_limit),
+                );
             }
-            result = self.app.process_new_http(session, shutdown).await;
+            first = false;
+            let Some(reused) = self.app.process_new_http(session, shutdown).await else {
+                return;
+            };
+            let (stream, next) = reused.consume();
+            let Ok(c) = stream.into_any().downcast::<clock::HeadClock>() else {
+                // Pingora hands back the stream it was given; anything else
+                // is not a connection this loop can time.
+                return;
+            };
+            clock = c;
+            buffered = next
+                .as_ref()
+                .is_some_and(|s| !clock.read_only_the_head() && carries_pipelined_bytes(s));
+            clock.arm();
+            settings = next;
         }
     }
+}
+
+/// Waits, at most `idle`, for the start of the client's next request;
+/// `false` when the connection should close instead (the client closed or
+/// failed, it idled too long, or weir is stopping: an idle keep-alive
+/// connection is closed at shutdown, as Pingora does).
+async fn wait_for_request(
+    clock: &mut clock::HeadClock,
+    idle: Duration,
+    shutdown: &ShutdownWatch,
+) -> bool {
+    let mut stop = shutdown.clone();
+    let first_bytes = std::future::poll_fn(|cx| clock.poll_first_bytes(cx));
+    let waited = tokio::time::timeout(idle, async {
+        tokio::select! {
+            biased;
+            read = first_bytes => matches!(read, Ok(n) if n > 0),
+            _ = stop.wait_for(|stopping| *stopping) => false,
+        }
+    });
+    waited.await.unwrap_or(false)
+}
+
+/// Whether Pingora carried bytes of the client's next (pipelined) request
+/// over to the next session in `settings`. Those bytes are already read, so
+/// the client may be waiting for answers with nothing more to send: the
+/// next session must start at once, without waiting for the socket.
+///
+/// Pingora 0.9 keeps them in a private field of [`HttpPersistentSettings`]
+/// and has no accessor, so this reads its `Debug` form, which derive(Debug)
+/// writes as `pipelined_prefix: None` or `pipelined_prefix: Some(..)`,
+/// stopping as soon as the field is seen. Were the field ever not found
+/// (another Pingora), the answer is "carried", which only costs the idle
+/// saving, never a request. A unit test pins the behaviour.
+fn carries_pipelined_bytes(settings: &HttpPersistentSettings) -> bool {
+    use std::fmt::Write;
+    const FIELD: &[u8] = b"pipelined_prefix: ";
+    /// Matches `FIELD` in the formatted text and records what follows.
+    struct Probe {
+        matched: usize,
+        answer: Option<bool>,
+    }
+    impl Write for Probe {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            for &b in s.as_bytes() {
+                if self.matched == FIELD.len() {
+                    self.answer = Some(b == b'S');
+                    return Err(std::fmt::Error);
+                }
+                self.matched = if b == FIELD[self.matched] {
+                    self.matched + 1
+                } else {
+                    usize::from(b == FIELD[0])
+                };
+            }
+            Ok(())
+        }
+    }
+    let mut probe = Probe {
+        matched: 0,
+        answer: None,
+    };
+    let _ = write!(probe, "{settings:?}");
+    probe.answer.unwrap_or(true)
 }
 
 #[async_trait]
@@ -284,4 +378,37 @@ where
             .set_pre_tls_callback(Arc::new(proxy_in::PreTls::new(listeners)));
     }
     service
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+
+    /// Settings as Pingora builds them at the end of a session.
+    async fn settings() -> (HttpPersistentSettings, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let stream: Stream = Box::new(pingora_core::protocols::l4::stream::Stream::from(server));
+        let mut session = ServerSession::new_http1(stream);
+        session.set_keepalive(Some(60));
+        (HttpPersistentSettings::for_session(&session), client)
+    }
+
+    #[tokio::test]
+    async fn pipelined_bytes_carried_by_pingora_are_seen() {
+        let (plain, _c1) = settings().await;
+        assert!(!carries_pipelined_bytes(&plain));
+        let (mut carrying, _c2) = settings().await;
+        carrying.set_pipelined_prefix(BytesMut::from(&b"GET /next HTTP/1.1\r\n"[..]));
+        assert!(carries_pipelined_bytes(&carrying));
+        // An empty carried prefix is never fed to a session by Pingora, but
+        // "carried" is the safe answer either way.
+        let (mut empty, _c3) = settings().await;
+        empty.set_pipelined_prefix(BytesMut::new());
+        assert!(carries_pipelined_bytes(&empty));
+    }
 }
