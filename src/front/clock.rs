@@ -11,8 +11,9 @@
 //!
 //! It also lets the front wait for a request's first bytes *outside*
 //! Pingora's per-request future ([`HeadClock::poll_first_bytes`]): those
-//! bytes are read into a small buffer here and handed to Pingora's parser
-//! by the next reads, so waiting costs no extra read.
+//! bytes are read here (through a per-thread scratch buffer, so a waiting
+//! connection holds no buffer) and handed to Pingora's parser by the next
+//! reads, so waiting costs no extra read.
 
 use async_trait::async_trait;
 use pingora_core::protocols::http::ServerSession;
@@ -33,10 +34,16 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// How many bytes of a request's start [`HeadClock::poll_first_bytes`]
-/// reads. Most request heads fit (a browser's is ~0.5-2 KiB, a load
-/// generator's ~50 bytes); a longer head costs Pingora one more read. It is
-/// part of every connection's resident cost, so it is kept small.
-pub const FIRST_BYTES: usize = 1024;
+/// reads at most: Pingora's own first read of a head (its
+/// `INIT_HEADER_BUF_SIZE`), so a head costs no more reads than without the
+/// front. They are read into one scratch buffer per thread and kept in an
+/// allocation of their exact size until Pingora has parsed them.
+pub const FIRST_BYTES: usize = 4096;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Box<[u8; FIRST_BYTES]>> =
+        std::cell::RefCell::new(Box::new([0; FIRST_BYTES]));
+}
 
 /// A client stream whose request heads must arrive within `limit` of
 /// their first byte.
@@ -51,11 +58,10 @@ pub struct HeadClock {
     fresh: AtomicBool,
     deadline: Option<Instant>,
     sleep: Option<Pin<Box<Sleep>>>,
-    /// Bytes read by [`HeadClock::poll_first_bytes`] that Pingora has not
-    /// read yet: `first[first_at..first_end]`.
-    first: [u8; FIRST_BYTES],
-    first_at: u16,
-    first_end: u16,
+    /// Bytes read by [`HeadClock::poll_first_bytes`] for this request;
+    /// Pingora has read `first[..first_at]` of them.
+    first: Option<Box<[u8]>>,
+    first_at: usize,
     /// Bytes handed to Pingora since the clock was last armed.
     delivered: usize,
     /// Set by [`head_done`]: the head is exactly the first bytes read for
@@ -86,9 +92,8 @@ impl HeadClock {
             fresh: AtomicBool::new(false),
             deadline: None,
             sleep: None,
-            first: [0; FIRST_BYTES],
+            first: None,
             first_at: 0,
-            first_end: 0,
             delivered: 0,
             exact_head: AtomicBool::new(false),
             head_len: AtomicUsize::new(0),
@@ -107,8 +112,8 @@ impl HeadClock {
     /// Records the parsed head (`raw`, as Pingora kept it) for
     /// [`HeadClock::read_only_the_head`].
     fn note_head(&self, raw: &[u8]) {
-        let first = &self.first[..usize::from(self.first_end)];
-        let exact = self.first_at == self.first_end && self.delivered == raw.len() && raw == first;
+        let first = self.first.as_deref().unwrap_or_default();
+        let exact = self.first_at == first.len() && self.delivered == raw.len() && raw == first;
         self.exact_head.store(exact, Relaxed);
         self.head_len.store(raw.len(), Relaxed);
     }
@@ -118,17 +123,28 @@ impl HeadClock {
     /// `Ok(0)`: the client closed the connection. The head deadline starts
     /// with these bytes, as with any read of an armed clock.
     pub fn poll_first_bytes(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.first_at < self.first_end {
-            return Poll::Ready(Ok(usize::from(self.first_end - self.first_at)));
+        if let Some(kept) = self.first.as_deref().filter(|f| self.first_at < f.len()) {
+            return Poll::Ready(Ok(kept.len() - self.first_at));
         }
-        let (timed, first) = self.split();
-        let mut buf = ReadBuf::new(first);
-        match poll_timed(timed, cx, &mut buf) {
-            Poll::Ready(Ok(())) => {
-                let n = buf.filled().len();
+        let timed = self.timed();
+        let read = SCRATCH.with(|scratch| {
+            // Only this synchronous poll borrows it; `try_borrow_mut` keeps a
+            // (never expected) reentrant use from panicking.
+            let Ok(mut scratch) = scratch.try_borrow_mut() else {
+                return Poll::Ready(Err(io::Error::other("first-bytes scratch in use")));
+            };
+            let mut buf = ReadBuf::new(&mut scratch[..]);
+            match poll_timed(timed, cx, &mut buf) {
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(Box::<[u8]>::from(buf.filled()))),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        });
+        match read {
+            Poll::Ready(Ok(bytes)) => {
+                let n = bytes.len();
+                self.first = Some(bytes);
                 self.first_at = 0;
-                // n <= FIRST_BYTES = 1024 fits in u16.
-                self.first_end = n as u16;
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -142,10 +158,15 @@ impl HeadClock {
         self.armed.store(true, Relaxed);
         self.delivered = 0;
         self.exact_head.store(false, Relaxed);
-        if self.first_at == self.first_end {
-            // Read bytes of an earlier head no longer count as this one's.
+        if self
+            .first
+            .as_ref()
+            .is_some_and(|f| self.first_at == f.len())
+        {
+            // Read bytes of an earlier head no longer count as this one's,
+            // and an idle connection keeps no buffer.
+            self.first = None;
             self.first_at = 0;
-            self.first_end = 0;
         }
     }
 
@@ -190,17 +211,16 @@ fn too_slow(limit: Duration) -> io::Error {
 }
 
 impl HeadClock {
-    /// What a timed read uses, borrowed apart from the first-bytes buffer.
-    fn split(&mut self) -> (Timed<'_>, &mut [u8; FIRST_BYTES]) {
-        let timed = Timed {
+    /// What a timed read uses.
+    fn timed(&mut self) -> Timed<'_> {
+        Timed {
             inner: &mut self.inner,
             limit: self.limit,
             armed: &self.armed,
             fresh: &self.fresh,
             deadline: &mut self.deadline,
             sleep: &mut self.sleep,
-        };
-        (timed, &mut self.first)
+        }
     }
 }
 
@@ -260,17 +280,16 @@ impl AsyncRead for HeadClock {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.first_at < this.first_end {
-            let kept = &this.first[usize::from(this.first_at)..usize::from(this.first_end)];
+        if let Some(kept) = this.first.as_deref().filter(|f| this.first_at < f.len()) {
+            let kept = &kept[this.first_at..];
             let n = kept.len().min(buf.remaining());
             buf.put_slice(&kept[..n]);
-            // n <= FIRST_BYTES fits in u16.
-            this.first_at += n as u16;
+            this.first_at += n;
             this.delivered += n;
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
-        let read = poll_timed(this.split().0, cx, buf);
+        let read = poll_timed(this.timed(), cx, buf);
         this.delivered += buf.filled().len() - before;
         read
     }

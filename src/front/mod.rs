@@ -315,8 +315,10 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Front<A> {
             log::warn!("connection on {local:?} matches no listener; closing it");
             return None;
         };
+        // The rarer steps are boxed so that their state is not part of every
+        // connection's future for its whole life (what an idle client costs).
         let _permit = match &l.slots {
-            Some(slots) => match slots.enter(shutdown).await {
+            Some(slots) => match Box::pin(slots.enter(shutdown)).await {
                 Some(p) => Some(p),
                 None => {
                     log::debug!("listener {}: max_connections reached; closing", l.name);
@@ -327,7 +329,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Front<A> {
         };
         let _active = l.active.as_ref().map(Active::new);
         if l.proxy_protocol && !l.tls {
-            stream = proxy_in::read_on_stream(stream, l.header, &l.name).await?;
+            stream = Box::pin(proxy_in::read_on_stream(stream, l.header, &l.name)).await?;
         }
         if matches!(
             stream.selected_alpn_proto(),
