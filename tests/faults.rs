@@ -430,6 +430,8 @@ fn alive(pid: i32) -> bool {
 }
 
 fn admin_call(adm: SocketAddr, method: &str, path: &str, body: &str) -> Response {
+    // The admin API may start listening a moment after the proxy listener.
+    assert!(wait_port(adm, START_TIMEOUT), "admin never listened");
     let host = adm.to_string();
     let headers = [
         ("host", host.as_str()),

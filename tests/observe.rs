@@ -91,6 +91,9 @@ upstreams:
 }
 
 fn admin(addr: SocketAddr, method: &str, path: &str, body: &str, token: Option<&str>) -> Response {
+    // The admin API is its own service: it may start listening a moment
+    // after the proxy listener the process was waited for.
+    assert!(wait_port(addr, START_TIMEOUT), "admin never listened");
     let auth = token.map(|t| format!("Bearer {t}"));
     let host = addr.to_string();
     let mut headers: Vec<(&str, &str)> = vec![

@@ -37,6 +37,8 @@ upstreams:
 }
 
 fn admin(adm: SocketAddr, method: &str, path: &str, body: &str) -> Response {
+    // The admin API may start listening a moment after the proxy listener.
+    assert!(wait_port(adm, START_TIMEOUT), "admin never listened");
     let host = adm.to_string();
     let auth = format!("Bearer {TOKEN}");
     let headers = [

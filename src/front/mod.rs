@@ -36,9 +36,12 @@ use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::listening::Service;
 use pingora_proxy::{HttpProxy, ProxyHttp};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -194,13 +197,13 @@ impl<A: HttpServerApp + Send + Sync + 'static> Front<A> {
         let mut clock = Box::new(clock::HeadClock::new(stream, l.header, l.keepalive));
         // The first request may be slow to come only for as long as a
         // keep-alive client may idle (the header timeout without keep-alive).
-        let idle = l.keepalive.map_or(l.header, Duration::from_secs);
+        let mut idle = Idle::new(l.keepalive.map_or(l.header, Duration::from_secs), shutdown);
         let mut settings: Option<HttpPersistentSettings> = None;
         let mut first = true;
         // Bytes of the next request are already read (pipelined).
         let mut buffered = false;
         loop {
-            if !buffered && !wait_for_request(&mut clock, idle, shutdown).await {
+            if !buffered && !idle.wait_for_request(&mut clock).await {
                 return;
             }
             let mut session = ServerSession::new_http1(clock);
@@ -238,25 +241,53 @@ impl<A: HttpServerApp + Send + Sync + 'static> Front<A> {
     }
 }
 
-/// Waits, at most `idle`, for the start of the client's next request;
-/// `false` when the connection should close instead (the client closed or
-/// failed, it idled too long, or weir is stopping: an idle keep-alive
-/// connection is closed at shutdown, as Pingora does).
-async fn wait_for_request(
-    clock: &mut clock::HeadClock,
-    idle: Duration,
-    shutdown: &ShutdownWatch,
-) -> bool {
-    let mut stop = shutdown.clone();
-    let first_bytes = std::future::poll_fn(|cx| clock.poll_first_bytes(cx));
-    let waited = tokio::time::timeout(idle, async {
-        tokio::select! {
-            biased;
-            read = first_bytes => matches!(read, Ok(n) if n > 0),
-            _ = stop.wait_for(|stopping| *stopping) => false,
+/// How a connection waits for its next request: made once per connection,
+/// so that a wait costs no timer registration and no shutdown-watch
+/// registration (the timer is pushed back, which tokio does without
+/// touching its wheel while the new deadline is later; the shutdown waiter
+/// stays registered).
+struct Idle {
+    limit: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    stopping: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl Idle {
+    /// Waits of at most `limit`, cut short when weir starts stopping.
+    fn new(limit: Duration, shutdown: &ShutdownWatch) -> Idle {
+        let mut stop = shutdown.clone();
+        Idle {
+            limit,
+            timer: Box::pin(tokio::time::sleep(limit)),
+            stopping: Box::pin(async move {
+                // An error means the watch is gone: stopping too.
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            }),
         }
-    });
-    waited.await.unwrap_or(false)
+    }
+
+    /// Waits for the start of the client's next request; `false` when the
+    /// connection should close instead (the client closed or failed, it
+    /// idled too long, or weir is stopping: an idle keep-alive connection is
+    /// closed at shutdown, as Pingora does). After `false` it is not used
+    /// again.
+    async fn wait_for_request(&mut self, clock: &mut clock::HeadClock) -> bool {
+        self.timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + self.limit);
+        std::future::poll_fn(|cx| {
+            match clock.poll_first_bytes(cx) {
+                Poll::Ready(read) => return Poll::Ready(matches!(read, Ok(n) if n > 0)),
+                Poll::Pending => {}
+            }
+            if self.stopping.as_mut().poll(cx).is_ready() || self.timer.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(false);
+            }
+            Poll::Pending
+        })
+        .await
+    }
 }
 
 /// Whether Pingora carried bytes of the client's next (pipelined) request

@@ -67,7 +67,7 @@ pub(super) async fn respond_answer(
 /// Adds the request id and the route's response header changes.
 pub(super) fn finish_response_headers(resp: &mut ResponseHeader, ctx: &Ctx) {
     if let Some(id) = &ctx.request_id {
-        let _ = resp.insert_header(forward::X_REQUEST_ID.clone(), id.clone());
+        let _ = resp.insert_header(forward::wire::X_REQUEST_ID, id.clone());
     }
     if let Some(r) = ctx.route() {
         r.policies.response(resp);

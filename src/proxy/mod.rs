@@ -225,7 +225,7 @@ impl ProxyHttp for Proxy {
         }
         // A kept id is already on the copied request; only a new one is set.
         if let (true, Some(id)) = (ctx.request_id_is_new, &ctx.request_id) {
-            upstream.insert_header(forward::X_REQUEST_ID.clone(), id.clone())?;
+            upstream.insert_header(forward::wire::X_REQUEST_ID, id.clone())?;
         }
         if ctx.sent_continue {
             upstream.remove_header(&header::EXPECT);
