@@ -153,10 +153,14 @@ impl ProxyHttp for Proxy {
         let (Some(group), Some(route)) = (ctx.group(), ctx.route()) else {
             return Error::e_explain(ErrorType::HTTPStatus(500), "no upstream for route");
         };
-        let Some(choice) = select::select(session, ctx, group, true) else {
+        let Some(mut choice) = select::select(session, ctx, group, true) else {
             return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend");
         };
-        let Some(info) = group.backends.get(&choice.addr).cloned() else {
+        let Some(info) = choice
+            .info
+            .take()
+            .or_else(|| group.backends.get(&choice.addr).cloned())
+        else {
             return Error::e_explain(ErrorType::HTTPStatus(503), "backend vanished");
         };
         let mut peer = Box::new(info.peer.clone());

@@ -4,11 +4,13 @@
 //! probation). The hash key is computed only for algorithms that use it.
 
 use super::Ctx;
-use crate::upstream::{Admit, Group, HashKey};
+use crate::upstream::{Admit, BackendInfo, Group, HashKey};
 use http::header;
+use pingora_load_balancing::Backend;
 use pingora_proxy::Session;
 use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 /// The backend chosen and whether it is a half-open circuit's trial.
 pub(super) struct Choice {
@@ -16,6 +18,8 @@ pub(super) struct Choice {
     pub trial: bool,
     /// The request's sticky cookie named this backend.
     pub sticky_hit: bool,
+    /// Its state, when selection already holds it (no lookup needed).
+    pub info: Option<Arc<BackendInfo>>,
 }
 
 pub(super) fn cookie_value<'a>(cookies: &'a [u8], name: &str) -> Option<&'a [u8]> {
@@ -49,6 +53,7 @@ fn sticky(session: &Session, ctx: &Ctx, group: &Group, claim: bool) -> Option<Ch
             addr,
             trial: a == Admit::Trial,
             sticky_hit: true,
+            info: Some(info.clone()),
         }),
     }
 }
@@ -88,7 +93,7 @@ pub(super) fn select(session: &Session, ctx: &Ctx, group: &Group, claim: bool) -
         key
     };
     let trial = Cell::new(false);
-    let chosen = group.balancer.select_with(key, |b, healthy| {
+    let accept = |b: &Backend, healthy: bool| {
         let Some(addr) = b.addr.as_inet() else {
             return false;
         };
@@ -106,10 +111,20 @@ pub(super) fn select(session: &Session, ctx: &Ctx, group: &Group, claim: bool) -
             }
             _ => false,
         }
-    })?;
+    };
+    if let Some((only, info)) = &group.single {
+        return accept(only, group.balancer.ready(only)).then(|| Choice {
+            addr: info.addr,
+            trial: trial.get(),
+            sticky_hit: false,
+            info: Some(info.clone()),
+        });
+    }
+    let chosen = group.balancer.select_with(key, accept)?;
     Some(Choice {
         addr: *chosen.addr.as_inet()?,
         trial: trial.get(),
         sticky_hit: false,
+        info: None,
     })
 }

@@ -250,6 +250,10 @@ pub struct Group {
     pub backends: HashMap<SocketAddr, Arc<BackendInfo>>,
     /// Backends in file order.
     pub order: Vec<SocketAddr>,
+    /// The one backend that takes traffic, when there is exactly one: every
+    /// algorithm would pick it, so selection skips the balancer (as nginx
+    /// does for a single-server upstream).
+    pub single: Option<(Backend, Arc<BackendInfo>)>,
     /// Shared health state and the configured check.
     pub registry: Arc<HealthRegistry>,
     /// Backend labels the health check logs and counts under.
@@ -375,6 +379,14 @@ impl Group {
                 .map(|(a, i)| (*a, i.shared.in_flight.clone()))
                 .collect(),
         );
+        let single = match (set.len(), set.first()) {
+            (1, Some(b)) => b
+                .addr
+                .as_inet()
+                .and_then(|a| backends.get(a))
+                .map(|info| (b.clone(), info.clone())),
+            _ => None,
+        };
         let balancer = match cfg.algorithm {
             Algorithm::RoundRobin => Balancer::RoundRobin(make_lb(set, &registry, None)),
             Algorithm::Weighted => Balancer::Weighted(make_lb(set, &registry, None)),
@@ -400,6 +412,7 @@ impl Group {
             balancer,
             backends,
             order,
+            single,
             registry,
             labels,
             host_header: spec.host_header,
