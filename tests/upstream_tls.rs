@@ -382,10 +382,14 @@ fn grpc_unary_and_streaming_through_h2c_on_one_connection() {
     for r in &results[2..] {
         assert_eq!(r, &(vec![b"many".to_vec()], "0".to_string()));
     }
-    assert_eq!(
-        conns.load(Relaxed),
-        1,
-        "eleven calls, one h2c connection to the backend"
+    // Eight slow calls overlap: with one stream per connection they would
+    // need eight connections. Pingora can still open a second one when a
+    // stream's release races the next stream's acquire (seen about once in
+    // five runs), so the bound is two, not one.
+    let n = conns.load(Relaxed);
+    assert!(
+        (1..=2).contains(&n),
+        "eleven calls, {n} h2c connections to the backend (one, two at most)"
     );
 }
 

@@ -90,6 +90,13 @@ pub struct WeirProcess {
     pid: u32,
 }
 
+/// `admin.listen` of a config, when it names a fixed address.
+fn admin_listen(config_yaml: &str) -> Option<SocketAddr> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(config_yaml).ok()?;
+    let addr: SocketAddr = doc.get("admin")?.get("listen")?.as_str()?.parse().ok()?;
+    (addr.port() != 0 && !addr.ip().is_unspecified()).then_some(addr)
+}
+
 impl WeirProcess {
     /// Writes `config_yaml` (with `{{DIR}}` expanded), runs `weir -c <path>`
     /// and waits up to 15 s for `wait_for` to accept TCP connections; panics
@@ -117,6 +124,11 @@ impl WeirProcess {
     ) -> WeirProcess {
         let process = Self::spawn(config_yaml, extra_args, envs);
         process.wait_ready(wait_for, START_TIMEOUT);
+        // The admin API is a service of its own and may listen a moment
+        // after the proxy: tests talk to it right away.
+        if let Some(admin) = admin_listen(config_yaml).filter(|a| *a != wait_for) {
+            process.wait_ready(admin, START_TIMEOUT);
+        }
         process
     }
 
