@@ -2,20 +2,21 @@
 //! `LoadBalancer` with the configured selection, and per-backend state that
 //! outlives reloads (in-flight counters, health).
 
+pub mod balancer;
 pub mod breaker;
 pub mod health;
 pub mod selection;
 pub mod sticky;
 
-use crate::config::model::{Algorithm, Source, UpstreamConfig};
+pub use balancer::Balancer;
+
+use crate::config::model::{Source, UpstreamConfig};
 pub use crate::values::HashKey;
 use crate::values::Timeouts;
 pub use breaker::{Admit, BreakerSpec, BreakerState, Circuit};
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_load_balancing::discovery;
-use pingora_load_balancing::selection::{Consistent, FNVHash, Random, RoundRobin};
-use pingora_load_balancing::{Backend, Backends, HealthRegistry, LoadBalancer};
-use selection::{Counters, LeastConnections, SmoothWeighted};
+use pingora_load_balancing::{Backend, HealthRegistry};
+use selection::Counters;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -158,82 +159,6 @@ pub struct BackendInfo {
     pub requests: AtomicU64,
     /// Failed attempts (connect or proxy errors).
     pub failures: AtomicU64,
-}
-
-/// The selection algorithms, each over Pingora's `LoadBalancer`.
-pub enum Balancer {
-    /// Pingora's round robin.
-    RoundRobin(LoadBalancer<RoundRobin>),
-    /// Smooth weighted round robin.
-    Weighted(LoadBalancer<SmoothWeighted>),
-    /// Fewest in flight.
-    LeastConnections(LoadBalancer<LeastConnections>),
-    /// Pingora's random.
-    Random(LoadBalancer<Random>),
-    /// Pingora's Ketama.
-    ConsistentHash(LoadBalancer<Consistent>),
-    /// FNV hash of the client address.
-    IpHash(LoadBalancer<FNVHash>),
-}
-
-macro_rules! each_lb {
-    ($self:expr, $lb:ident => $e:expr) => {
-        match $self {
-            Balancer::RoundRobin($lb) => $e,
-            Balancer::Weighted($lb) => $e,
-            Balancer::LeastConnections($lb) => $e,
-            Balancer::Random($lb) => $e,
-            Balancer::ConsistentHash($lb) => $e,
-            Balancer::IpHash($lb) => $e,
-        }
-    };
-}
-
-/// Most candidates looked at per selection.
-const MAX_ITERATIONS: usize = 256;
-
-impl Balancer {
-    /// First backend the algorithm offers that `accept` takes; `accept` gets
-    /// the backend and whether it is healthy.
-    pub fn select_with(
-        &self,
-        key: &[u8],
-        accept: impl Fn(&Backend, bool) -> bool,
-    ) -> Option<Backend> {
-        each_lb!(self, lb => lb.select_with(key, MAX_ITERATIONS, accept))
-    }
-
-    /// Whether a backend is healthy and enabled.
-    pub fn ready(&self, b: &Backend) -> bool {
-        each_lb!(self, lb => lb.backends().ready(b))
-    }
-}
-
-/// Polls a future that is known to be ready at once (static discovery).
-fn now<F: std::future::Future>(f: F) -> Option<F::Output> {
-    let mut f = std::pin::pin!(f);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match f.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(v) => Some(v),
-        std::task::Poll::Pending => None,
-    }
-}
-
-fn make_lb<S>(
-    set: BTreeSet<Backend>,
-    registry: &Arc<HealthRegistry>,
-    config: Option<S::Config>,
-) -> LoadBalancer<S>
-where
-    S: pingora_load_balancing::selection::BackendSelection + 'static,
-    S::Iter: pingora_load_balancing::selection::BackendIter,
-{
-    let backends =
-        Backends::new_with_health_registry(discovery::Static::new(set), registry.clone());
-    let lb = LoadBalancer::from_backends_with_config(backends, config);
-    // Static discovery never waits and never fails.
-    let _ = now(lb.update());
-    lb
 }
 
 /// One upstream group.
@@ -387,16 +312,7 @@ impl Group {
                 .map(|info| (b.clone(), info.clone())),
             _ => None,
         };
-        let balancer = match cfg.algorithm {
-            Algorithm::RoundRobin => Balancer::RoundRobin(make_lb(set, &registry, None)),
-            Algorithm::Weighted => Balancer::Weighted(make_lb(set, &registry, None)),
-            Algorithm::LeastConnections => {
-                Balancer::LeastConnections(make_lb(set, &registry, Some(counters)))
-            }
-            Algorithm::Random => Balancer::Random(make_lb(set, &registry, None)),
-            Algorithm::ConsistentHash => Balancer::ConsistentHash(make_lb(set, &registry, None)),
-            Algorithm::IpHash => Balancer::IpHash(make_lb(set, &registry, None)),
-        };
+        let balancer = Balancer::build(cfg.algorithm, set, &registry, counters);
         let gated =
             spec.breaker.is_some() || backends.values().any(|b| b.shared.probation.load(Relaxed));
         let sticky = spec
