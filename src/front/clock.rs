@@ -126,7 +126,6 @@ impl HeadClock {
         if let Some(kept) = self.first.as_deref().filter(|f| self.first_at < f.len()) {
             return Poll::Ready(Ok(kept.len() - self.first_at));
         }
-        let timed = self.timed();
         let read = SCRATCH.with(|scratch| {
             // Only this synchronous poll borrows it; `try_borrow_mut` keeps a
             // (never expected) reentrant use from panicking.
@@ -134,7 +133,7 @@ impl HeadClock {
                 return Poll::Ready(Err(io::Error::other("first-bytes scratch in use")));
             };
             let mut buf = ReadBuf::new(&mut scratch[..]);
-            match poll_timed(timed, cx, &mut buf) {
+            match self.poll_timed(cx, &mut buf) {
                 Poll::Ready(Ok(())) => Poll::Ready(Ok(Box::<[u8]>::from(buf.filled()))),
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                 Poll::Pending => Poll::Pending,
@@ -211,65 +210,44 @@ fn too_slow(limit: Duration) -> io::Error {
 }
 
 impl HeadClock {
-    /// What a timed read uses.
-    fn timed(&mut self) -> Timed<'_> {
-        Timed {
-            inner: &mut self.inner,
-            limit: self.limit,
-            armed: &self.armed,
-            fresh: &self.fresh,
-            deadline: &mut self.deadline,
-            sleep: &mut self.sleep,
+    /// A read of the inner stream, timed while the clock is armed.
+    fn poll_timed(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if !self.armed.load(Relaxed) {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
         }
-    }
-}
-
-/// The parts of a [`HeadClock`] a timed read uses.
-struct Timed<'a> {
-    inner: &'a mut Stream,
-    limit: Duration,
-    armed: &'a AtomicBool,
-    fresh: &'a AtomicBool,
-    deadline: &'a mut Option<Instant>,
-    sleep: &'a mut Option<Pin<Box<Sleep>>>,
-}
-
-fn poll_timed(t: Timed<'_>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-    if !t.armed.load(Relaxed) {
-        return Pin::new(t.inner).poll_read(cx, buf);
-    }
-    if t.fresh.swap(false, Relaxed) {
-        *t.deadline = None;
-        *t.sleep = None;
-    }
-    if t.deadline.is_some_and(|d| Instant::now() >= d) {
-        log::debug!("closing a connection: {}", too_slow(t.limit));
-        return Poll::Ready(Err(too_slow(t.limit)));
-    }
-    let before = buf.filled().len();
-    match Pin::new(t.inner).poll_read(cx, buf) {
-        Poll::Ready(Ok(())) => {
-            if t.deadline.is_none() && buf.filled().len() > before {
-                *t.deadline = Some(Instant::now() + t.limit);
-            }
-            Poll::Ready(Ok(()))
+        if self.fresh.swap(false, Relaxed) {
+            self.deadline = None;
+            self.sleep = None;
         }
-        Poll::Pending => {
-            let Some(deadline) = *t.deadline else {
-                return Poll::Pending;
-            };
-            let sleep = t
-                .sleep
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-            match sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    log::debug!("closing a connection: {}", too_slow(t.limit));
-                    Poll::Ready(Err(too_slow(t.limit)))
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            log::debug!("closing a connection: {}", too_slow(self.limit));
+            return Poll::Ready(Err(too_slow(self.limit)));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if self.deadline.is_none() && buf.filled().len() > before {
+                    self.deadline = Some(Instant::now() + self.limit);
                 }
-                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(()))
             }
+            Poll::Pending => {
+                let Some(deadline) = self.deadline else {
+                    return Poll::Pending;
+                };
+                let sleep = self
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        log::debug!("closing a connection: {}", too_slow(self.limit));
+                        Poll::Ready(Err(too_slow(self.limit)))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            other => other,
         }
-        other => other,
     }
 }
 
@@ -289,7 +267,7 @@ impl AsyncRead for HeadClock {
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
-        let read = poll_timed(this.timed(), cx, buf);
+        let read = this.poll_timed(cx, buf);
         this.delivered += buf.filled().len() - before;
         read
     }

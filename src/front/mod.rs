@@ -188,7 +188,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> Front<A> {
     /// a head clock re-armed before each request.
     ///
     /// Between requests the connection waits here, in this small future,
-    /// for the next request's first bytes ([`wait_for_request`]); only then
+    /// for the next request's first bytes ([`Idle::wait_for_request`]); only then
     /// does it enter Pingora's per-request future, which is allocated per
     /// request and sized by the proxy's largest state (tens of KiB). An idle
     /// keep-alive client so holds its socket, the clock and this loop, not
