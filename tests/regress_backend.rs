@@ -12,7 +12,6 @@
 mod common;
 
 use common::*;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// How long a single response may take.
@@ -20,58 +19,6 @@ const RESP: Duration = Duration::from_secs(5);
 /// How long a client waits for `100 Continue` (curl waits 1 s) before it
 /// would send the body anyway; weir must answer within it.
 const EXPECT_WAIT: Duration = Duration::from_secs(3);
-
-/// weir in front of one [`RawBackend`].
-struct Rig {
-    backend: RawBackend,
-    listen: SocketAddr,
-    weir: WeirProcess,
-}
-
-fn rig_with(backend: RawBackend) -> Rig {
-    let listen = free_addr();
-    let cfg = format!(
-        r#"
-server: {{ threads: 2, pid_file: "{{{{DIR}}}}/weir.pid", upgrade_sock: "{{{{DIR}}}}/up.sock" }}
-listeners: [{{ name: web, address: "{listen}" }}]
-routes:
-  - name: fixed
-    match: {{ path_prefix: /fixed }}
-    respond: {{ status: 200, body: "fixed\n" }}
-  - name: main
-    upstream: pool
-upstreams:
-  pool: {{ backends: ["{b}"] }}
-"#,
-        b = backend.addr()
-    );
-    let weir = WeirProcess::start(&cfg, listen);
-    Rig {
-        backend,
-        listen,
-        weir,
-    }
-}
-
-fn rig(script: impl Fn(&RawRequest) -> Reply + Send + Sync + 'static) -> Rig {
-    rig_with(RawBackend::start(script))
-}
-
-impl Rig {
-    /// A normal GET on a fresh connection reaches the backend and is answered.
-    fn still_serves(&self) {
-        assert!(self.weir.is_running(), "weir exited\n{}", self.weir.logs());
-        let before = self.backend.answered();
-        let r = request(self.listen, "GET", "/alive", &[])
-            .unwrap_or_else(|e| panic!("normal GET after the test failed: {e}"));
-        assert_eq!(
-            (r.status, r.body.as_str()),
-            (200, "GET /alive 0\n"),
-            "normal GET after the test"
-        );
-        assert_eq!(self.backend.answered(), before + 1, "one request upstream");
-    }
-}
 
 fn count(haystack: &[u8], needle: &[u8]) -> usize {
     haystack

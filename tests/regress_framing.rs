@@ -23,53 +23,11 @@ const CLOSE: Duration = Duration::from_secs(3);
 const SMUGGLED: &str = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
 
 /// weir in front of one [`RawBackend`] answering with [`echo_line`].
-struct Rig {
-    backend: RawBackend,
-    listen: SocketAddr,
-    weir: WeirProcess,
-}
-
 fn rig() -> Rig {
-    let backend = RawBackend::start(echo_line);
-    let listen = free_addr();
-    let cfg = format!(
-        r#"
-server: {{ threads: 2, pid_file: "{{{{DIR}}}}/weir.pid", upgrade_sock: "{{{{DIR}}}}/up.sock" }}
-listeners: [{{ name: web, address: "{listen}" }}]
-routes:
-  - name: fixed
-    match: {{ path_prefix: /fixed }}
-    respond: {{ status: 200, body: "fixed\n" }}
-  - name: main
-    upstream: pool
-upstreams:
-  pool: {{ backends: ["{b}"] }}
-"#,
-        b = backend.addr()
-    );
-    let weir = WeirProcess::start(&cfg, listen);
-    Rig {
-        backend,
-        listen,
-        weir,
-    }
+    rig_with(RawBackend::start(echo_line))
 }
 
 impl Rig {
-    /// A normal GET on a fresh connection reaches the backend and is answered.
-    fn still_serves(&self) {
-        assert!(self.weir.is_running(), "weir exited\n{}", self.weir.logs());
-        let before = self.backend.answered();
-        let r = request(self.listen, "GET", "/alive", &[])
-            .unwrap_or_else(|e| panic!("normal GET after the test failed: {e}"));
-        assert_eq!(
-            (r.status, r.body.as_str()),
-            (200, "GET /alive 0\n"),
-            "normal GET after the test"
-        );
-        assert_eq!(self.backend.answered(), before + 1, "one request upstream");
-    }
-
     /// Requests the backend recorded whose target mentions `smuggled`.
     fn smuggled(&self) -> Vec<String> {
         self.backend

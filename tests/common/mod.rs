@@ -13,6 +13,8 @@ pub mod backend;
 pub mod client;
 /// A throw-away `redis-server` child process (for shared rate limits).
 pub mod redis;
+/// weir in front of one scripted backend (raw-socket regression suites).
+pub mod rig;
 /// Byte-level helpers: a scripted backend and a raw client with deadlines.
 pub mod scripted;
 /// Running the real `weir` binary as a child process.
@@ -23,6 +25,7 @@ pub use client::{
     get, get_host, raw, raw_bytes, request, request_with_body, Echo, KeepAliveClient, Response,
     READ_TIMEOUT,
 };
+pub use rig::{rig, rig_with, Rig};
 pub use scripted::{
     echo_line, exchange, parse_responses, RawBackend, RawConn, RawRequest, RawResponse, Reply,
 };
