@@ -7,37 +7,15 @@ mod common;
 
 use common::*;
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
-
-fn cfg(
-    listen: SocketAddr,
-    backends: &[SocketAddr],
-    upstream_extra: &str,
-    route_extra: &str,
-) -> String {
-    let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
-    format!(
-        r#"
-server: {{ threads: 2, pid_file: "{{{{DIR}}}}/weir.pid", upgrade_sock: "{{{{DIR}}}}/up.sock" }}
-listeners: [{{ name: web, address: "{listen}" }}]
-routes:
-  - name: main
-    upstream: pool{route_extra}
-upstreams:
-  pool:
-    backends: [{list}]{upstream_extra}
-"#,
-        list = list.join(", ")
-    )
-}
 
 #[test]
 fn refused_connections_are_retried_on_another_backend() {
     let good = TestBackend::start("good");
     let dead = free_addr(); // nothing listens here
     let listen = free_addr();
-    let _w = WeirProcess::start(&cfg(listen, &[dead, good.addr()], "", ""), listen);
+    let _w = WeirProcess::start(&pool_config(listen, &[dead, good.addr()], "", ""), listen);
     for i in 0..10 {
         let r = get(listen, "/");
         assert_eq!(
@@ -57,7 +35,10 @@ fn refused_connections_are_retried_on_another_backend() {
 fn retries_zero_surfaces_502() {
     let dead = free_addr();
     let listen = free_addr();
-    let _w = WeirProcess::start(&cfg(listen, &[dead], "", "\n    retries: 0"), listen);
+    let _w = WeirProcess::start(
+        &pool_config(listen, &[dead], "", "\n    retries: 0"),
+        listen,
+    );
     let r = get(listen, "/");
     assert_eq!(r.status, 502);
     assert_eq!(r.body, "bad gateway\n");
@@ -69,7 +50,7 @@ fn all_backends_down_is_503_with_retry_after() {
     let mut a = TestBackend::start("a");
     let listen = free_addr();
     let hc = "\n    health_check: { type: tcp, interval: 100ms, timeout: 50ms, unhealthy_threshold: 1, healthy_threshold: 1 }";
-    let w = WeirProcess::start(&cfg(listen, &[a.addr()], hc, ""), listen);
+    let w = WeirProcess::start(&pool_config(listen, &[a.addr()], hc, ""), listen);
     assert_eq!(get(listen, "/").status, 200);
     a.stop();
     assert!(
@@ -94,7 +75,7 @@ fn slow_backend_is_504() {
     );
     let listen = free_addr();
     let _w = WeirProcess::start(
-        &cfg(
+        &pool_config(
             listen,
             &[slow.addr()],
             "",
@@ -123,7 +104,10 @@ fn read_timeout_retry_is_opt_in_for_idempotent_requests() {
     let fast = TestBackend::start("fast");
     let listen = free_addr();
     let route = "\n    timeouts: { read: 300ms }\n    retry_on: [connect_failure, timeout]";
-    let _w = WeirProcess::start(&cfg(listen, &[slow.addr(), fast.addr()], "", route), listen);
+    let _w = WeirProcess::start(
+        &pool_config(listen, &[slow.addr(), fast.addr()], "", route),
+        listen,
+    );
     for _ in 0..4 {
         let r = get(listen, "/");
         assert_eq!((r.status, r.backend()), (200, "fast".to_string()));
@@ -157,7 +141,7 @@ fn read_timeout_is_not_retried_without_opt_in() {
         let listen = free_addr();
         let route = format!("\n    timeouts: {{ read: 300ms }}{retry_on}");
         let _w = WeirProcess::start(
-            &cfg(listen, &[slow.addr(), fast.addr()], "", &route),
+            &pool_config(listen, &[slow.addr(), fast.addr()], "", &route),
             listen,
         );
         let mut answers = Vec::new();
@@ -200,7 +184,7 @@ fn health_checks_take_a_backend_out_and_bring_it_back() {
     let port = a.port();
     let listen = free_addr();
     let hc = "\n    health_check: { type: http, path: /healthz, interval: 100ms, timeout: 80ms, unhealthy_threshold: 2, healthy_threshold: 2 }";
-    let w = WeirProcess::start(&cfg(listen, &[a.addr(), b.addr()], hc, ""), listen);
+    let w = WeirProcess::start(&pool_config(listen, &[a.addr(), b.addr()], hc, ""), listen);
     a.stop();
     assert!(
         w.wait_for_log(
@@ -252,7 +236,7 @@ fn client_going_away_cancels_the_upstream_request() {
         },
     );
     let listen = free_addr();
-    let _w = WeirProcess::start(&cfg(listen, &[slow.addr()], "", ""), listen);
+    let _w = WeirProcess::start(&pool_config(listen, &[slow.addr()], "", ""), listen);
     let mut s = TcpStream::connect(listen).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
     assert!(poll_until(Duration::from_secs(3), || slow.in_flight() == 1));

@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -131,28 +131,6 @@ fn bad(outcomes: &[Outcome], ok: &[u16]) -> Vec<Outcome> {
         .collect()
 }
 
-fn upstream_cfg(
-    listen: SocketAddr,
-    backends: &[SocketAddr],
-    upstream: &str,
-    route: &str,
-) -> String {
-    let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
-    format!(
-        r#"
-server: {{ threads: 2, pid_file: "{{{{DIR}}}}/weir.pid", upgrade_sock: "{{{{DIR}}}}/up.sock" }}
-listeners: [{{ name: web, address: "{listen}" }}]
-routes:
-  - name: main
-    upstream: pool{route}
-upstreams:
-  pool:
-    backends: [{list}]{upstream}
-"#,
-        list = list.join(", ")
-    )
-}
-
 #[test]
 fn a_backend_killed_mid_load_costs_no_client_errors() {
     let mut a = TestBackend::start("a");
@@ -161,7 +139,7 @@ fn a_backend_killed_mid_load_costs_no_client_errors() {
     // no health check: after the kill every other pick is the dead backend,
     // and each such connect failure must be retried on b
     let _w = WeirProcess::start(
-        &upstream_cfg(listen, &[a.addr(), b.addr()], "", "\n    retries: 1"),
+        &pool_config(listen, &[a.addr(), b.addr()], "", "\n    retries: 1"),
         listen,
     );
     let load = Load::start(listen, 4, 1, "x-backend");
@@ -209,7 +187,7 @@ fn a_hanging_backend_costs_only_the_requests_in_flight_on_it() {
         "\n    timeouts: {{ read: 500ms }}\n    circuit_breaker: {{ consecutive_failures: {THRESHOLD}, open_for: 30s }}"
     );
     let _w = WeirProcess::start(
-        &upstream_cfg(listen, &[good.addr(), hang.addr()], &upstream, ""),
+        &pool_config(listen, &[good.addr(), hang.addr()], &upstream, ""),
         listen,
     );
     let load = Load::start(listen, CLIENTS, 0, "x-backend");
@@ -288,7 +266,7 @@ fn a_hanging_backend_costs_only_the_requests_in_flight_on_it() {
 }
 
 fn header_cfg(listen: SocketAddr, backend: SocketAddr, value: &str) -> String {
-    upstream_cfg(
+    pool_config(
         listen,
         &[backend],
         "",
@@ -389,46 +367,6 @@ fn a_reload_every_100ms_under_load_costs_nothing() {
     assert!(w.is_running());
 }
 
-/// Kills every pid it has seen in the pid file when dropped.
-struct Daemons {
-    pid_file: PathBuf,
-    pids: Vec<i32>,
-}
-
-impl Daemons {
-    fn remember(&mut self) -> i32 {
-        let pid = read_pid(&self.pid_file);
-        if pid > 0 && !self.pids.contains(&pid) {
-            self.pids.push(pid);
-        }
-        pid
-    }
-}
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        for pid in &self.pids {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
-    }
-}
-
-fn read_pid(path: &Path) -> i32 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
-    })
-}
-
 fn admin_call(adm: SocketAddr, method: &str, path: &str, body: &str) -> Response {
     // The admin API may start listening a moment after the proxy listener.
     assert!(wait_port(adm, START_TIMEOUT), "admin never listened");
@@ -489,10 +427,7 @@ upstreams:
     );
     let cfg_arg = cfg.to_str().unwrap().to_string();
     let log = || std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-    let mut daemons = Daemons {
-        pid_file: dir.path().join("weir.pid"),
-        pids: vec![],
-    };
+    let mut daemons = Daemons::new(dir.path().join("weir.pid"));
     let out = run_weir(&["-c", &cfg_arg, "-d"]);
     assert!(
         out.status.success(),

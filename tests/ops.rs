@@ -7,50 +7,10 @@ mod common;
 
 use common::*;
 use std::net::SocketAddr;
-use std::path::Path;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Kills every pid it has seen in the pid file when dropped.
-struct Daemons {
-    pid_file: std::path::PathBuf,
-    pids: Vec<i32>,
-}
-
-impl Daemons {
-    fn remember(&mut self) -> i32 {
-        let pid = read_pid(&self.pid_file);
-        if !self.pids.contains(&pid) {
-            self.pids.push(pid);
-        }
-        pid
-    }
-}
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        for pid in &self.pids {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
-    }
-}
-
-fn read_pid(path: &Path) -> i32 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn alive(pid: i32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .contains(") Z ")
-}
 
 fn config(listen: SocketAddr, backend: SocketAddr, extra_server: &str) -> String {
     format!(
@@ -143,10 +103,7 @@ fn graceful_upgrade_under_load_loses_nothing() {
         &format!("admin: {{ listen: \"{adm}\", token: t0k, state_file: state.json }}\nlisteners:"),
     );
     let cfg = dir.write("weir.yaml", &text);
-    let mut daemons = Daemons {
-        pid_file: dir.path().join("weir.pid"),
-        pids: vec![],
-    };
+    let mut daemons = Daemons::new(dir.path().join("weir.pid"));
     let out = run_weir(&["-c", cfg.to_str().unwrap(), "-d"]);
     assert!(
         out.status.success(),

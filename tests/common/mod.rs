@@ -11,6 +11,8 @@
 pub mod backend;
 /// Blocking raw HTTP/1.1 client helpers over `std::net::TcpStream`.
 pub mod client;
+/// Daemonized weir processes, killed by pid.
+pub mod daemons;
 /// A throw-away `redis-server` child process (for shared rate limits).
 pub mod redis;
 /// weir in front of one scripted backend (raw-socket regression suites).
@@ -25,6 +27,7 @@ pub use client::{
     get, get_host, raw, raw_bytes, request, request_with_body, Echo, KeepAliveClient, Response,
     READ_TIMEOUT,
 };
+pub use daemons::{alive, read_pid, Daemons};
 pub use rig::{rig, rig_with, Rig};
 pub use scripted::{
     echo_line, exchange, parse_responses, RawBackend, RawConn, RawRequest, RawResponse, Reply,
@@ -86,4 +89,29 @@ pub fn wait_port(addr: SocketAddr, timeout: Duration) -> bool {
 /// True if a TCP connection to `addr` succeeds right now (200 ms connect timeout).
 pub fn port_open(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+}
+
+/// A config with one listener on `listen` and one route to upstream `pool`
+/// over `backends`; `upstream_extra` and `route_extra` are appended to the
+/// upstream's and the route's YAML (start them with a newline and indent).
+pub fn pool_config(
+    listen: SocketAddr,
+    backends: &[SocketAddr],
+    upstream_extra: &str,
+    route_extra: &str,
+) -> String {
+    let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
+    format!(
+        r#"
+server: {{ threads: 2, pid_file: "{{{{DIR}}}}/weir.pid", upgrade_sock: "{{{{DIR}}}}/up.sock" }}
+listeners: [{{ name: web, address: "{listen}" }}]
+routes:
+  - name: main
+    upstream: pool{route_extra}
+upstreams:
+  pool:
+    backends: [{list}]{upstream_extra}
+"#,
+        list = list.join(", ")
+    )
 }
