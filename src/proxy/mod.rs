@@ -153,16 +153,10 @@ impl ProxyHttp for Proxy {
         let (Some(group), Some(route)) = (ctx.group(), ctx.route()) else {
             return Error::e_explain(ErrorType::HTTPStatus(500), "no upstream for route");
         };
-        let Some(mut choice) = select::select(session, ctx, group, true) else {
+        let Some(choice) = select::select(session, ctx, group, true) else {
             return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend");
         };
-        let Some(info) = choice
-            .info
-            .take()
-            .or_else(|| group.backends.get(&choice.addr).cloned())
-        else {
-            return Error::e_explain(ErrorType::HTTPStatus(503), "backend vanished");
-        };
+        let info = choice.info;
         let mut peer = Box::new(info.peer.clone());
         if route.timeouts != group.timeouts {
             apply_timeouts(&mut peer, &route.timeouts);
@@ -194,7 +188,7 @@ impl ProxyHttp for Proxy {
         info.shared.in_flight.fetch_add(1, Relaxed);
         info.requests.fetch_add(1, Relaxed);
         if ctx.attempts < MAX_TRIES {
-            ctx.tried[ctx.attempts] = Some(choice.addr);
+            ctx.tried[ctx.attempts] = Some(info.addr);
         }
         ctx.attempts += 1;
         ctx.in_flight = Some(InFlight(info.shared.in_flight.clone()));

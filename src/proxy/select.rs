@@ -1,25 +1,22 @@
 //! Choosing a backend for one attempt: the sticky cookie's backend while it
 //! may take the request, otherwise the group's algorithm over the backends
 //! that are healthy, untried and admitted by their circuit (and out of
-//! probation). The hash key is computed only for algorithms that use it.
+//! probation, [`Group::pick`]). The hash key is computed only for algorithms
+//! that use it.
 
 use super::Ctx;
-use crate::upstream::{Admit, BackendInfo, Group, HashKey};
+use crate::upstream::{client_key, Admit, BackendInfo, Group, HashKey};
 use http::header;
-use pingora_load_balancing::Backend;
 use pingora_proxy::Session;
-use std::cell::Cell;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// The backend chosen and whether it is a half-open circuit's trial.
 pub(super) struct Choice {
-    pub addr: SocketAddr,
     pub trial: bool,
     /// The request's sticky cookie named this backend.
     pub sticky_hit: bool,
-    /// Its state, when selection already holds it (no lookup needed).
-    pub info: Option<Arc<BackendInfo>>,
+    /// Its state.
+    pub info: Arc<BackendInfo>,
 }
 
 pub(super) fn cookie_value<'a>(cookies: &'a [u8], name: &str) -> Option<&'a [u8]> {
@@ -50,10 +47,9 @@ fn sticky(session: &Session, ctx: &Ctx, group: &Group, claim: bool) -> Option<Ch
     match group.admit(info, claim) {
         Admit::No => None,
         a => Some(Choice {
-            addr,
             trial: a == Admit::Trial,
             sticky_hit: true,
-            info: Some(info.clone()),
+            info: info.clone(),
         }),
     }
 }
@@ -77,54 +73,14 @@ pub(super) fn select(session: &Session, ctx: &Ctx, group: &Group, claim: bool) -
         }
     };
     // A missing header or cookie falls back to the client address.
-    let key = if key.is_empty() && group.uses_key() {
-        match ctx.client {
-            Some(IpAddr::V4(a)) => {
-                ip_buf[..4].copy_from_slice(&a.octets());
-                &ip_buf[..4]
-            }
-            Some(IpAddr::V6(a)) => {
-                ip_buf = a.octets();
-                &ip_buf[..]
-            }
-            None => b"",
-        }
-    } else {
-        key
+    let key = match key.is_empty() && group.uses_key() {
+        true => client_key(ctx.client, &mut ip_buf),
+        false => key,
     };
-    let trial = Cell::new(false);
-    let accept = |b: &Backend, healthy: bool| {
-        let Some(addr) = b.addr.as_inet() else {
-            return false;
-        };
-        if !healthy || ctx.was_tried(*addr) {
-            return false;
-        }
-        if !group.is_gated() {
-            return true;
-        }
-        match group.backends.get(addr).map(|i| group.admit(i, claim)) {
-            Some(Admit::Yes) => true,
-            Some(Admit::Trial) => {
-                trial.set(true);
-                true
-            }
-            _ => false,
-        }
-    };
-    if let Some((only, info)) = &group.single {
-        return accept(only, group.balancer.ready(only)).then(|| Choice {
-            addr: info.addr,
-            trial: trial.get(),
-            sticky_hit: false,
-            info: Some(info.clone()),
-        });
-    }
-    let chosen = group.balancer.select_with(key, accept)?;
+    let (info, trial) = group.pick(key, |a| ctx.was_tried(a), claim)?;
     Some(Choice {
-        addr: *chosen.addr.as_inet()?,
-        trial: trial.get(),
+        trial,
         sticky_hit: false,
-        info: None,
+        info,
     })
 }

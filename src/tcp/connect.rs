@@ -6,8 +6,7 @@
 //! against the backend's circuit and is retried once on another backend.
 
 use super::record::{Line, Outcome};
-use crate::upstream::{Admit, BackendInfo, Group};
-use std::cell::Cell;
+use crate::upstream::{client_key, BackendInfo, Group};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -64,48 +63,19 @@ pub(super) struct Connected {
 }
 
 /// A backend the algorithm offers, with whether it is a half-open trial.
+/// Hashing algorithms hash the client address (a tcp connection has no
+/// header, cookie or path).
 fn pick(
     group: &Group,
     client: Option<IpAddr>,
     tried: &[SocketAddr],
 ) -> Option<(Arc<BackendInfo>, bool)> {
-    let mut ip = [0u8; 16];
-    // Hashing algorithms hash the client address (a tcp connection has no
-    // header, cookie or path).
-    let key: &[u8] = match client {
-        _ if !group.uses_key() => b"",
-        Some(IpAddr::V4(a)) => {
-            ip[..4].copy_from_slice(&a.octets());
-            &ip[..4]
-        }
-        Some(IpAddr::V6(a)) => {
-            ip = a.octets();
-            &ip[..]
-        }
-        None => b"",
+    let mut buf = [0u8; 16];
+    let key = match group.uses_key() {
+        true => client_key(client, &mut buf),
+        false => b"",
     };
-    let trial = Cell::new(false);
-    let chosen = group.balancer.select_with(key, |b, healthy| {
-        let Some(addr) = b.addr.as_inet() else {
-            return false;
-        };
-        if !healthy || tried.contains(addr) {
-            return false;
-        }
-        if !group.is_gated() {
-            return true;
-        }
-        match group.backends.get(addr).map(|i| group.admit(i, true)) {
-            Some(Admit::Yes) => true,
-            Some(Admit::Trial) => {
-                trial.set(true);
-                true
-            }
-            _ => false,
-        }
-    })?;
-    let info = group.backends.get(chosen.addr.as_inet()?)?.clone();
-    Some((info, trial.get()))
+    group.pick(key, |a| tried.contains(&a), true)
 }
 
 /// Opens a connection to `addr` and, when the upstream wants one, writes

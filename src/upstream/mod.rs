@@ -176,8 +176,9 @@ pub struct Group {
     /// Backends in file order.
     pub order: Vec<SocketAddr>,
     /// The one backend that takes traffic, when there is exactly one: every
-    /// algorithm would pick it, so selection skips the balancer (as nginx
-    /// does for a single-server upstream).
+    /// algorithm would pick it, so [`Group::pick`] skips the balancer (as
+    /// nginx does for a single-server upstream; Pingora's `select_with`
+    /// builds a hash set per call).
     pub single: Option<(Backend, Arc<BackendInfo>)>,
     /// Shared health state and the configured check.
     pub registry: Arc<HealthRegistry>,
@@ -350,6 +351,47 @@ impl Group {
         ));
     }
 
+    /// The backend the algorithm offers for `key` that is healthy, not
+    /// `tried` and admitted by its circuit and probation, with whether it is
+    /// a half-open circuit's trial; `claim` takes that trial (without, this
+    /// only asks whether one is available). The HTTP and tcp paths both
+    /// select through here.
+    pub fn pick(
+        &self,
+        key: &[u8],
+        tried: impl Fn(SocketAddr) -> bool,
+        claim: bool,
+    ) -> Option<(Arc<BackendInfo>, bool)> {
+        let trial = std::cell::Cell::new(false);
+        let accept = |b: &Backend, healthy: bool| {
+            let Some(addr) = b.addr.as_inet() else {
+                return false;
+            };
+            if !healthy || tried(*addr) {
+                return false;
+            }
+            if !self.gated {
+                return true;
+            }
+            match self.backends.get(addr).map(|i| self.admit(i, claim)) {
+                Some(Admit::Yes) => true,
+                Some(Admit::Trial) => {
+                    trial.set(true);
+                    true
+                }
+                _ => false,
+            }
+        };
+        let info = match &self.single {
+            Some((only, info)) => accept(only, self.balancer.ready(only)).then(|| info.clone())?,
+            None => {
+                let chosen = self.balancer.select_with(key, accept)?;
+                self.backends.get(chosen.addr.as_inet()?)?.clone()
+            }
+        };
+        Some((info, trial.get()))
+    }
+
     /// Whether selection must consult per-backend state ([`Group::admit`]).
     pub fn is_gated(&self) -> bool {
         self.gated
@@ -417,5 +459,21 @@ impl Group {
             weight: self.backends.get(&addr).map_or(1, |b| b.weight as usize),
             ext: Default::default(),
         })
+    }
+}
+
+/// The bytes of a client address the hashing algorithms hash (empty when
+/// the client is unknown), written into `buf`.
+pub fn client_key(client: Option<std::net::IpAddr>, buf: &mut [u8; 16]) -> &[u8] {
+    match client {
+        Some(std::net::IpAddr::V4(a)) => {
+            buf[..4].copy_from_slice(&a.octets());
+            &buf[..4]
+        }
+        Some(std::net::IpAddr::V6(a)) => {
+            *buf = a.octets();
+            &buf[..]
+        }
+        None => b"",
     }
 }
