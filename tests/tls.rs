@@ -8,59 +8,10 @@
 mod common;
 
 use common::*;
-use rcgen::{BasicConstraints, Certificate, CertificateParams, IsCa, KeyPair};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-
-struct Ca {
-    cert: Certificate,
-    key: KeyPair,
-}
-
-fn ca() -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, "weir test CA");
-    Ca {
-        cert: p.self_signed(&key).unwrap(),
-        key,
-    }
-}
-
-/// Writes a leaf for `names`, signed by `ca`, as `<stem>.pem` / `<stem>.key`.
-fn leaf(
-    dir: &Path,
-    stem: &str,
-    ca: &Ca,
-    names: &[&str],
-    not_after: Option<(i32, u8, u8)>,
-) -> (PathBuf, PathBuf) {
-    let key = KeyPair::generate().unwrap();
-    let mut p =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-    if let Some((y, m, d)) = not_after {
-        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        p.not_after = rcgen::date_time_ymd(y, m, d);
-    }
-    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    let (c, k) = (
-        dir.join(format!("{stem}.pem")),
-        dir.join(format!("{stem}.key")),
-    );
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (c, k)
-}
-
-fn write_ca(dir: &Path, ca: &Ca) -> PathBuf {
-    let p = dir.join("ca.pem");
-    std::fs::write(&p, ca.cert.pem()).unwrap();
-    p
-}
 
 fn curl(args: &[&str]) -> Output {
     Command::new("curl")
@@ -282,7 +233,7 @@ fn a_live_reload_rereads_the_certificates() {
         .status
         .success());
     // A bad key at the same path: the reload fails and the old certificate stays.
-    std::fs::write(&k, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    std::fs::write(&k, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
     w.signal("HUP");
     assert!(
         w.wait_for_log("config reload failed", Duration::from_secs(10)),

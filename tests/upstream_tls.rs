@@ -10,43 +10,12 @@ mod common;
 use bytes::{Buf, Bytes};
 use common::*;
 use pingora_rustls::{ClientConfig, RootCertStore, ServerConfig, TlsAcceptor, TlsConnector};
-use rcgen::{BasicConstraints, Certificate, CertificateParams, IsCa, KeyPair};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct Ca {
-    cert: Certificate,
-    key: KeyPair,
-}
-
-fn ca() -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    Ca {
-        cert: p.self_signed(&key).unwrap(),
-        key,
-    }
-}
-
-fn leaf(dir: &Path, stem: &str, ca: &Ca, name: &str) -> (PathBuf, PathBuf) {
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec![name.to_string()])
-        .unwrap()
-        .signed_by(&key, &ca.cert, &ca.key)
-        .unwrap();
-    let (c, k) = (
-        dir.join(format!("{stem}.pem")),
-        dir.join(format!("{stem}.key")),
-    );
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (c, k)
-}
 
 fn server_config(cert: &Path, key: &Path, alpn: &[&[u8]]) -> Arc<ServerConfig> {
     pingora_rustls::install_default_crypto_provider();
@@ -210,7 +179,7 @@ fn http1_over_tls_with_sni_ca_and_verify() {
     let ca = ca();
     let ca_path = dir.path().join("ca.pem");
     std::fs::write(&ca_path, ca.cert.pem()).unwrap();
-    let (c, k) = leaf(dir.path(), "backend", &ca, "backend.test");
+    let (c, k) = leaf(dir.path(), "backend", &ca, &["backend.test"], None);
     let rt = runtime();
     let backend = tls_h1_backend(&rt, server_config(&c, &k, &[b"http/1.1"]));
     let run = |tls: &str| {
@@ -340,7 +309,7 @@ async fn grpc_calls_spaced(
 }
 
 fn edge_listener(dir: &Path, ca: &Ca) -> String {
-    let (c, k) = leaf(dir, "edge", ca, "edge.test");
+    let (c, k) = leaf(dir, "edge", ca, &["edge.test"], None);
     format!(
         "protocol: https\n    tls: {{ certificates: [{{ cert: \"{}\", key: \"{}\" }}], http2: true }}",
         c.display(),
@@ -399,7 +368,7 @@ fn h2_over_tls_to_the_backend() {
     let ca = ca();
     let ca_path = dir.path().join("ca.pem");
     std::fs::write(&ca_path, ca.cert.pem()).unwrap();
-    let (c, k) = leaf(dir.path(), "backend", &ca, "backend.test");
+    let (c, k) = leaf(dir.path(), "backend", &ca, &["backend.test"], None);
     let rt = runtime();
     let (backend, conns) = h2_backend(&rt, Some(server_config(&c, &k, &[b"h2"])));
     let listen = free_addr();

@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use pingora_rustls::{ClientConfig, RootCertStore, TlsConnector};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,17 +77,8 @@ upstreams:
 #[test]
 fn websocket_over_tls_obeys_tunnel_idle() {
     let dir = TestDir::create();
-    let ca_key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = p.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["ws.test".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    let cert_path = dir.write("ws.pem", &leaf.pem());
-    let key_path = dir.write("ws.key", &key.serialize_pem());
+    let ca = ca();
+    let (cert_path, key_path) = leaf(dir.path(), "ws", &ca, &["ws.test"], None);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -97,7 +87,7 @@ fn websocket_over_tls_obeys_tunnel_idle() {
     let backend = ws_backend(&rt);
     pingora_rustls::install_default_crypto_provider();
     let mut roots = RootCertStore::empty();
-    roots.add(ca.der().clone()).unwrap();
+    roots.add(ca.cert.der().clone()).unwrap();
     let client = Arc::new(
         ClientConfig::builder()
             .with_root_certificates(roots)

@@ -9,6 +9,8 @@
 
 /// Tiny HTTP/1.1 origin server run on a background tokio runtime.
 pub mod backend;
+/// Test certificates (rcgen).
+pub mod certs;
 /// Blocking raw HTTP/1.1 client helpers over `std::net::TcpStream`.
 pub mod client;
 /// Daemonized weir processes, killed by pid.
@@ -23,6 +25,7 @@ pub mod scripted;
 pub mod weir;
 
 pub use backend::{BackendOpts, TestBackend};
+pub use certs::{ca, leaf, write_ca, Ca};
 pub use client::{
     get, get_host, raw, raw_bytes, request, request_with_body, Echo, KeepAliveClient, Response,
     READ_TIMEOUT,
