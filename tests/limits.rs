@@ -162,6 +162,53 @@ fn an_idle_keepalive_connection_is_closed_after_keepalive() {
     assert!(closed && t.elapsed() < Duration::from_millis(2500));
 }
 
+/// A stop (SIGTERM, and the old process's end after an upgrade) closes a
+/// keep-alive connection idle between requests, as nginx does, but answers
+/// a connection it accepted whose request has not been read yet: during an
+/// upgrade the old process accepts until the moment it stops, and cutting
+/// such a connection failed a request under load.
+#[test]
+fn a_stop_answers_a_connection_accepted_before_it_and_closes_idle_keepalive() {
+    let (listen, adm) = (free_addr(), free_addr());
+    let yaml = config(listen, adm, "").replace(
+        "up.sock\" }",
+        "up.sock\", grace_period_seconds: 5, graceful_shutdown_timeout_seconds: 2 }",
+    );
+    assert!(yaml.contains("grace_period_seconds"), "{yaml}");
+    let weir = WeirProcess::start(&yaml, listen);
+    assert!(wait_port(adm, START_TIMEOUT), "admin never listened");
+
+    let mut idle = RawConn::connect(listen).unwrap();
+    idle.send(REQ).unwrap();
+    let r = idle.read_response(false, Duration::from_secs(5)).unwrap();
+    assert_eq!(r.status, 200);
+    let mut fresh = RawConn::connect(listen).unwrap();
+    assert!(
+        poll_until(Duration::from_secs(5), || active(adm) == Some(2.0)),
+        "weir did not accept both connections: {:?}",
+        active(adm)
+    );
+
+    weir.signal("TERM");
+    assert!(
+        poll_until(Duration::from_secs(5), || !port_open(listen)),
+        "the listener still accepts after SIGTERM"
+    );
+    let (rest, closed) = idle.read_to_close(Duration::from_secs(3));
+    assert!(closed && rest.is_empty(), "idle keep-alive: {rest:?}");
+
+    fresh.send(REQ).unwrap();
+    let r = fresh
+        .read_response(false, Duration::from_secs(3))
+        .expect("the request on the accepted connection is answered");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(
+        weir.wait_exit(Duration::from_secs(15)).is_some(),
+        "weir exits"
+    );
+}
+
 #[test]
 fn keepalive_zero_closes_after_each_response() {
     let (_weir, listen, _adm) = start(", timeouts: { keepalive: 0s }");

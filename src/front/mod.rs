@@ -197,13 +197,17 @@ impl<A: HttpServerApp + Send + Sync + 'static> Front<A> {
         let mut clock = Box::new(clock::HeadClock::new(stream, l.header, l.keepalive));
         // The first request may be slow to come only for as long as a
         // keep-alive client may idle (the header timeout without keep-alive).
-        let mut idle = Idle::new(l.keepalive.map_or(l.header, Duration::from_secs), shutdown);
+        let mut idle = Idle::new(
+            l.keepalive.map_or(l.header, Duration::from_secs),
+            l.header,
+            shutdown,
+        );
         let mut settings: Option<HttpPersistentSettings> = None;
         let mut first = true;
         // Bytes of the next request are already read (pipelined).
         let mut buffered = false;
         loop {
-            if !buffered && !idle.wait_for_request(&mut clock).await {
+            if !buffered && !idle.wait_for_request(&mut clock, first).await {
                 return;
             }
             let mut session = ServerSession::new_http1(clock);
@@ -248,30 +252,48 @@ impl<A: HttpServerApp + Send + Sync + 'static> Front<A> {
 /// stays registered).
 struct Idle {
     limit: Duration,
+    /// How long a connection that has sent nothing yet may still take once
+    /// weir is stopping (the listener's header timeout).
+    first_grace: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
     stopping: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// `stopping` has resolved (it must not be polled again).
+    stopped: bool,
 }
 
 impl Idle {
-    /// Waits of at most `limit`, cut short when weir starts stopping.
-    fn new(limit: Duration, shutdown: &ShutdownWatch) -> Idle {
+    /// Waits of at most `limit`, cut short when weir starts stopping
+    /// (a connection's first wait only down to `first_grace`).
+    fn new(limit: Duration, first_grace: Duration, shutdown: &ShutdownWatch) -> Idle {
         let mut stop = shutdown.clone();
         Idle {
             limit,
+            first_grace,
             timer: Box::pin(tokio::time::sleep(limit)),
             stopping: Box::pin(async move {
                 // An error means the watch is gone: stopping too.
                 let _ = stop.wait_for(|stopping| *stopping).await;
             }),
+            stopped: false,
         }
     }
 
     /// Waits for the start of the client's next request; `false` when the
     /// connection should close instead (the client closed or failed, it
-    /// idled too long, or weir is stopping: an idle keep-alive connection is
-    /// closed at shutdown, as Pingora does). After `false` it is not used
+    /// idled too long, or weir is stopping). After `false` it is not used
     /// again.
-    async fn wait_for_request(&mut self, clock: &mut clock::HeadClock) -> bool {
+    ///
+    /// At a stop, a keep-alive connection idle between requests is closed at
+    /// once, as nginx and Pingora do. A connection still waiting for its
+    /// `first` request is not: weir accepted it, so its client has likely
+    /// sent the request already (during an upgrade the old process accepts
+    /// until the new one has taken over), and closing it would fail that
+    /// request. It gets the header timeout to arrive and is answered with
+    /// `Connection: close`.
+    async fn wait_for_request(&mut self, clock: &mut clock::HeadClock, first: bool) -> bool {
+        if self.stopped && !first {
+            return false;
+        }
         self.timer
             .as_mut()
             .reset(tokio::time::Instant::now() + self.limit);
@@ -280,8 +302,17 @@ impl Idle {
                 Poll::Ready(read) => return Poll::Ready(matches!(read, Ok(n) if n > 0)),
                 Poll::Pending => {}
             }
-            if self.stopping.as_mut().poll(cx).is_ready() || self.timer.as_mut().poll(cx).is_ready()
-            {
+            if !self.stopped && self.stopping.as_mut().poll(cx).is_ready() {
+                self.stopped = true;
+                if !first {
+                    return Poll::Ready(false);
+                }
+                let grace = tokio::time::Instant::now() + self.first_grace;
+                if grace < self.timer.deadline() {
+                    self.timer.as_mut().reset(grace);
+                }
+            }
+            if self.timer.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(false);
             }
             Poll::Pending
