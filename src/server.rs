@@ -9,6 +9,7 @@ use crate::cli::RunFlags;
 use crate::compile::Loaded;
 use crate::config::model::{ListenerProtocol, ServerSection};
 use crate::dns::DnsService;
+use crate::front::listen::{PlainListener, PlainService};
 use crate::live::Live;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
@@ -173,6 +174,8 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
         &live.snapshot.load(),
     );
     let mut tcp = Vec::new();
+    let mut plain = Vec::new();
+    let mut https = 0;
     for (i, l) in cfg.listeners.iter().enumerate() {
         let mut endpoint = ListenerConfig::tcp(l.address.as_str());
         match (&l.tls, live.tls.get(i).cloned().flatten()) {
@@ -186,13 +189,27 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
                 });
             }
         }
-        if l.protocol == ListenerProtocol::Tcp {
-            tcp.push((i, l.name.as_str(), endpoint));
-            continue;
+        match l.protocol {
+            ListenerProtocol::Tcp => tcp.push((i, l.name.as_str(), endpoint)),
+            // Plain HTTP is accepted by weir itself (what an idle
+            // connection costs: see `crate::front::listen`).
+            ListenerProtocol::Http => {
+                if let Some(f) = proxy.app_logic().and_then(|f| f.listener(i)) {
+                    plain.push(PlainListener::of(i, f, &l.address));
+                }
+            }
+            ListenerProtocol::Https => {
+                https += 1;
+                proxy.add_listener(endpoint);
+            }
         }
-        proxy.add_listener(endpoint);
     }
-    if tcp.len() < cfg.listeners.len() {
+    if !plain.is_empty() {
+        if let Some(front) = proxy.app_logic().cloned() {
+            server.add_service(PlainService::new(front, plain));
+        }
+    }
+    if https > 0 {
         server.add_service(proxy);
     }
     // Each tcp listener is its own service (and so hands its socket over on

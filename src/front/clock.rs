@@ -14,7 +14,11 @@
 //! bytes are read here (through a per-thread scratch buffer, so a waiting
 //! connection holds no buffer) and handed to Pingora's parser by the next
 //! reads, so waiting costs no extra read.
+//!
+//! For a stream with no write buffer of its own it gathers small writes
+//! until a flush ([`HeadClock::coalesce_writes`], [`super::coalesce`]).
 
+use super::coalesce::Coalesce;
 use async_trait::async_trait;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::raw_connect::ProxyDigest;
@@ -28,7 +32,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -69,6 +73,9 @@ pub struct HeadClock {
     /// that length.
     exact_head: AtomicBool,
     head_len: AtomicUsize,
+    /// Small writes gathered until a flush, for streams with no write
+    /// buffer of their own (see [`super::coalesce`]).
+    out: Option<Coalesce>,
 }
 
 impl std::fmt::Debug for HeadClock {
@@ -97,7 +104,14 @@ impl HeadClock {
             delivered: 0,
             exact_head: AtomicBool::new(false),
             head_len: AtomicUsize::new(0),
+            out: None,
         }
+    }
+
+    /// Gathers small writes until a flush: for a stream with no write
+    /// buffer of its own (one from weir's accept loop).
+    pub fn coalesce_writes(&mut self) {
+        self.out = Some(Coalesce::default());
     }
 
     /// Whether Pingora certainly read nothing of this connection past the
@@ -279,15 +293,27 @@ impl AsyncWrite for HeadClock {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        match &mut this.out {
+            Some(out) => out.poll_write(&mut this.inner, cx, buf),
+            None => Pin::new(&mut this.inner).poll_write(cx, buf),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        match &mut this.out {
+            Some(out) => out.poll_flush(&mut this.inner, cx),
+            None => Pin::new(&mut this.inner).poll_flush(cx),
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        if let Some(out) = &mut this.out {
+            ready!(out.poll_drain(&mut this.inner, cx))?;
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
@@ -295,7 +321,11 @@ impl AsyncWrite for HeadClock {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        match &mut this.out {
+            Some(out) => out.poll_write_vectored(&mut this.inner, cx, bufs),
+            None => Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -303,9 +333,28 @@ impl AsyncWrite for HeadClock {
     }
 }
 
+impl Drop for HeadClock {
+    fn drop(&mut self) {
+        // Pingora drops a failed session without a flush (a response cut
+        // short by its backend): what was gathered still goes out, as far
+        // as the socket takes it now, so the client sees the answer end
+        // early rather than no answer at all.
+        if let Some(out) = &mut self.out {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let _ = out.poll_drain(&mut self.inner, &mut cx);
+        }
+    }
+}
+
 #[async_trait]
 impl Shutdown for HeadClock {
     async fn shutdown(&mut self) {
+        if let Some(out) = &mut self.out {
+            // What is gathered goes out first; a failure here only means
+            // the client is gone, as the shutdown below would find too.
+            let inner = &mut self.inner;
+            let _ = std::future::poll_fn(|cx| out.poll_drain(inner, cx)).await;
+        }
         self.inner.shutdown().await
     }
 }

@@ -22,6 +22,8 @@
 //!   `h2_idle_timeout`).
 
 pub mod clock;
+mod coalesce;
+pub mod listen;
 pub mod proxy_in;
 
 pub use clock::head_done;
@@ -173,7 +175,21 @@ pub struct Front<A> {
     listeners: Arc<[ListenerFront]>,
 }
 
+impl<A> Clone for Front<A> {
+    fn clone(&self) -> Self {
+        Front {
+            app: self.app.clone(),
+            listeners: self.listeners.clone(),
+        }
+    }
+}
+
 impl<A> Front<A> {
+    /// Listener `i` (config order).
+    pub fn listener(&self, i: usize) -> Option<&ListenerFront> {
+        self.listeners.get(i)
+    }
+
     /// The front over `app` for `listeners` (see [`ListenerFront::all`]).
     pub fn new(app: A, listeners: Arc<[ListenerFront]>) -> Front<A> {
         Front {
@@ -193,8 +209,17 @@ impl<A: HttpServerApp + Send + Sync + 'static> Front<A> {
     /// request and sized by the proxy's largest state (tens of KiB). An idle
     /// keep-alive client so holds its socket, the clock and this loop, not
     /// a request's worth of state.
-    async fn serve_h1(&self, stream: Stream, l: &ListenerFront, shutdown: &ShutdownWatch) {
+    async fn serve_h1(
+        &self,
+        stream: Stream,
+        l: &ListenerFront,
+        shutdown: &ShutdownWatch,
+        coalesce: bool,
+    ) {
         let mut clock = Box::new(clock::HeadClock::new(stream, l.header, l.keepalive));
+        if coalesce {
+            clock.coalesce_writes();
+        }
         // The first request may be slow to come only for as long as a
         // keep-alive client may idle (the header timeout without keep-alive).
         let mut idle = Idle::new(
@@ -364,11 +389,55 @@ fn carries_pipelined_bytes(settings: &HttpPersistentSettings) -> bool {
     probe.answer.unwrap_or(true)
 }
 
+impl<A: HttpServerApp + Send + Sync + 'static> Front<A> {
+    /// Serves a connection accepted by listener `l` until it closes;
+    /// `coalesce`: the stream has no write buffer of its own.
+    async fn serve_on(
+        &self,
+        mut stream: Stream,
+        l: &ListenerFront,
+        shutdown: &ShutdownWatch,
+        coalesce: bool,
+    ) {
+        // The rarer steps are boxed so that their state is not part of every
+        // connection's future for its whole life (what an idle client costs).
+        let _permit = match &l.slots {
+            Some(slots) => match Box::pin(slots.enter(shutdown)).await {
+                Some(p) => Some(p),
+                None => {
+                    log::debug!("listener {}: max_connections reached; closing", l.name);
+                    return;
+                }
+            },
+            None => None,
+        };
+        let _active = l.active.as_ref().map(Active::new);
+        if l.proxy_protocol && !l.tls {
+            match Box::pin(proxy_in::read_on_stream(stream, l.header, &l.name)).await {
+                Some(s) => stream = s,
+                None => return,
+            }
+        }
+        if matches!(
+            stream.selected_alpn_proto(),
+            Some(ALPN::H2 | ALPN::Custom(_))
+        ) {
+            // Pingora's h2 server, as its own `ServerApp` would run it.
+            let mut next = self.app.process_new(stream, shutdown).await;
+            while let Some(s) = next {
+                next = self.app.process_new(s, shutdown).await;
+            }
+            return;
+        }
+        self.serve_h1(stream, l, shutdown, coalesce).await;
+    }
+}
+
 #[async_trait]
 impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Front<A> {
     async fn process_new(
         self: &Arc<Self>,
-        mut stream: Stream,
+        stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let local = proxy_in::local_addr(&*stream);
@@ -377,29 +446,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Front<A> {
             log::warn!("connection on {local:?} matches no listener; closing it");
             return None;
         };
-        // The rarer steps are boxed so that their state is not part of every
-        // connection's future for its whole life (what an idle client costs).
-        let _permit = match &l.slots {
-            Some(slots) => match Box::pin(slots.enter(shutdown)).await {
-                Some(p) => Some(p),
-                None => {
-                    log::debug!("listener {}: max_connections reached; closing", l.name);
-                    return None;
-                }
-            },
-            None => None,
-        };
-        let _active = l.active.as_ref().map(Active::new);
-        if l.proxy_protocol && !l.tls {
-            stream = Box::pin(proxy_in::read_on_stream(stream, l.header, &l.name)).await?;
-        }
-        if matches!(
-            stream.selected_alpn_proto(),
-            Some(ALPN::H2 | ALPN::Custom(_))
-        ) {
-            return self.app.process_new(stream, shutdown).await;
-        }
-        self.serve_h1(stream, l, shutdown).await;
+        self.serve_on(stream, l, shutdown, false).await;
         None
     }
 
