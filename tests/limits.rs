@@ -261,6 +261,41 @@ fn past_max_connections_a_client_waits_for_a_free_one() {
     );
 }
 
+/// On an http listener weir does not accept past `max_connections` (SPEC:
+/// new connections wait in the kernel backlog), so however many wait, none
+/// is turned away, and each is served once a slot frees.
+#[test]
+fn past_max_connections_waiting_connections_stay_in_the_backlog() {
+    let (_weir, listen, adm) = start(", max_connections: 1");
+    let mut served = RawConn::connect(listen).unwrap();
+    served.send(REQ).unwrap();
+    assert_eq!(
+        served
+            .read_response(false, Duration::from_secs(5))
+            .unwrap()
+            .status,
+        200
+    );
+    // Three more than the limit, more than weir would hold itself.
+    let mut waiting: Vec<RawConn> = (0..3).map(|_| RawConn::connect(listen).unwrap()).collect();
+    for c in &mut waiting {
+        c.send(REQ).unwrap();
+    }
+    for c in &mut waiting {
+        let r = c.read_response(false, Duration::from_millis(300));
+        assert!(r.is_err(), "served or closed past max_connections: {r:?}");
+    }
+    assert_eq!(active(adm), Some(1.0));
+    drop(served);
+    // One at a time, each served when the one before it leaves.
+    for mut c in waiting {
+        let r = c.read_response(false, Duration::from_secs(5)).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(active(adm), Some(1.0));
+        drop(c);
+    }
+}
+
 #[test]
 fn the_active_connections_gauge_moves() {
     let (_weir, listen, adm) = start("");

@@ -148,7 +148,18 @@ async fn accept_loop<A: HttpServerApp + Send + Sync + 'static>(
     let mut stop = shutdown.clone();
     let stopping = stop.wait_for(|stopping| *stopping);
     tokio::pin!(stopping);
+    let slots = front.listeners.get(index).and_then(|l| l.slots.clone());
     loop {
+        // Past `max_connections` nothing is accepted: new connections wait
+        // in the kernel backlog until a served one closes.
+        let permit = match &slots {
+            Some(slots) => tokio::select! {
+                biased;
+                _ = &mut stopping => break,
+                p = slots.free() => p,
+            },
+            None => None,
+        };
         let accepted = tokio::select! {
             biased;
             _ = &mut stopping => break,
@@ -160,7 +171,7 @@ async fn accept_loop<A: HttpServerApp + Send + Sync + 'static>(
                 tokio::spawn(async move {
                     let stream = stream(tcp, peer, local);
                     if let Some(l) = front.listeners.get(index) {
-                        front.serve_on(stream, l, &shutdown, true).await;
+                        front.serve_on(stream, l, &shutdown, true, permit).await;
                     }
                 });
             }

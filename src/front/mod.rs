@@ -132,6 +132,14 @@ impl Slots {
         }
     }
 
+    /// A permit for a connection not accepted yet (weir's own accept
+    /// loop takes one before each accept, so that past the limit new
+    /// connections wait in the kernel backlog); `None` if the semaphore
+    /// is closed, which weir never does.
+    pub async fn free(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().acquire_owned().await.ok()
+    }
+
     /// A permit for one connection, waiting for one if needed; `None` when
     /// the line is full or weir is stopping (close the connection).
     pub async fn enter(&self, shutdown: &ShutdownWatch) -> Option<OwnedSemaphorePermit> {
@@ -391,25 +399,28 @@ fn carries_pipelined_bytes(settings: &HttpPersistentSettings) -> bool {
 
 impl<A: HttpServerApp + Send + Sync + 'static> Front<A> {
     /// Serves a connection accepted by listener `l` until it closes;
-    /// `coalesce`: the stream has no write buffer of its own.
+    /// `coalesce`: the stream has no write buffer of its own; `permit`: its
+    /// `max_connections` slot, when taken before the accept.
     async fn serve_on(
         &self,
         mut stream: Stream,
         l: &ListenerFront,
         shutdown: &ShutdownWatch,
         coalesce: bool,
+        permit: Option<OwnedSemaphorePermit>,
     ) {
         // The rarer steps are boxed so that their state is not part of every
         // connection's future for its whole life (what an idle client costs).
-        let _permit = match &l.slots {
-            Some(slots) => match Box::pin(slots.enter(shutdown)).await {
+        let _permit = match (&l.slots, permit) {
+            (_, Some(p)) => Some(p),
+            (Some(slots), None) => match Box::pin(slots.enter(shutdown)).await {
                 Some(p) => Some(p),
                 None => {
                     log::debug!("listener {}: max_connections reached; closing", l.name);
                     return;
                 }
             },
-            None => None,
+            (None, None) => None,
         };
         let _active = l.active.as_ref().map(Active::new);
         if l.proxy_protocol && !l.tls {
@@ -446,7 +457,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Front<A> {
             log::warn!("connection on {local:?} matches no listener; closing it");
             return None;
         };
-        self.serve_on(stream, l, shutdown, false).await;
+        self.serve_on(stream, l, shutdown, false, None).await;
         None
     }
 
