@@ -206,7 +206,7 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
     }
     if !plain.is_empty() {
         if let Some(front) = proxy.app_logic().cloned() {
-            server.add_service(PlainService::new(front, plain));
+            server.add_service(PlainService::new(front, plain, flags.upgrade));
         }
     }
     if https > 0 {

@@ -95,3 +95,26 @@ fn dual_stack_listener_reached_over_ipv4() {
     let o: SocketAddr = format!("127.0.0.1:{other}").parse().unwrap();
     assert_eq!(body_via(o), "elsewhere\n");
 }
+
+/// A fresh start whose http listener's address is taken fails, as nginx
+/// does, naming the address, instead of running without that listener.
+#[test]
+fn a_taken_address_stops_start_up_with_its_name() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    let cfg = config(("a", &addr.to_string()), ("b", &free_addr().to_string()));
+    let weir = WeirProcess::spawn(&cfg, &[], &[]);
+    let status = weir.wait_exit(std::time::Duration::from_secs(20));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "weir kept running with {addr} taken\n{}",
+        weir.logs()
+    );
+    assert!(
+        weir.logs().contains(&format!("cannot listen on {addr}")),
+        "{}",
+        weir.logs()
+    );
+    drop(held);
+}

@@ -48,12 +48,18 @@ pub struct PlainListener {
 pub struct PlainService<A> {
     front: Front<A>,
     listeners: Vec<PlainListener>,
+    upgrading: bool,
 }
 
 impl<A> PlainService<A> {
-    /// Serves `listeners` through `front`.
-    pub fn new(front: Front<A>, listeners: Vec<PlainListener>) -> PlainService<A> {
-        PlainService { front, listeners }
+    /// Serves `listeners` through `front`; `upgrading`: this process takes
+    /// over from another (`-u`).
+    pub fn new(front: Front<A>, listeners: Vec<PlainListener>, upgrading: bool) -> PlainService<A> {
+        PlainService {
+            front,
+            listeners,
+            upgrading,
+        }
     }
 }
 
@@ -70,6 +76,12 @@ impl<A: HttpServerApp + Send + Sync + 'static> Service for PlainService<A> {
         for l in &self.listeners {
             let listener = match listen(l, fds.as_ref()).await {
                 Ok(listener) => Arc::new(listener),
+                Err(e) if self.upgrading => {
+                    // The old process is already handing over: stopping
+                    // here would leave no one serving the other listeners.
+                    log::error!("cannot listen on {}: {e}; serving without it", l.key);
+                    continue;
+                }
                 Err(e) => {
                     // As nginx: a listener that cannot listen stops start-up.
                     log::error!("cannot listen on {}: {e}", l.key);
