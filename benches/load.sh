@@ -98,7 +98,8 @@ PINGAP_NOTE="" # why pingap is not measured, when it is wanted and is not
 API_KEY="k-bench-0123456789abcdef"
 ORIGIN_PORT=$PORT_BASE
 declare -A PORT=([weir]=$((PORT_BASE + 1)) [floor]=$((PORT_BASE + 2)) [nginx]=$((PORT_BASE + 3))
-    [haproxy]=$((PORT_BASE + 4)) [pingap]=$((PORT_BASE + 5)) [weir-policy]=$((PORT_BASE + 6)))
+    [haproxy]=$((PORT_BASE + 4)) [pingap]=$((PORT_BASE + 5)) [weir-policy]=$((PORT_BASE + 6))
+    [pingap-weir]=$((PORT_BASE + 7)))
 # https listeners: one per proxy, started with the ECDSA or the RSA certificate
 declare -A TLS_PORT=([weir]=$((PORT_BASE + 11)) [nginx]=$((PORT_BASE + 13))
     [haproxy]=$((PORT_BASE + 14)) [pingap]=$((PORT_BASE + 15)))
@@ -361,10 +362,18 @@ EOF
 }
 
 # pingap config (one TOML file): $1 tag, $2 port, $3 key type for TLS (ec or
-# rsa; empty: plain HTTP). threads 1 and no work stealing as weir and the floor
+# rsa; empty: plain HTTP), $4 = weir: doing what weir does by default (the
+# SPEC's X-Forwarded-For/Proto/Host, an X-Request-Id upstream and on the
+# answer, upstream timeouts connect 5 s, read/write/idle 60 s; pingap adds
+# X-Real-IP and X-Forwarded-Port too). threads 1 and no work stealing as weir and the floor
 # proxy; no access_log key: pingap then logs no requests.
 pingap_conf() {
-    local tls_server="" tls_cert=""
+    local tls_server="" tls_cert="" up_extra="" loc_extra="" plugins=""
+    if [ "${4:-}" = weir ]; then
+        up_extra=$'connection_timeout = "5s"\nread_timeout = "60s"\nwrite_timeout = "60s"\nidle_timeout = "60s"'
+        loc_extra=$'enable_reverse_proxy_headers = true\nplugins = ["rid"]'
+        plugins=$'[plugins.rid]\ncategory = "request_id"'
+    fi
     if [ -n "${3:-}" ]; then
         tls_server=$'global_certificates = true\nenabled_h2 = true'
         tls_cert="[certificates.bench]
@@ -386,15 +395,19 @@ log_level = "warn"
 $tls_cert
 [upstreams.origin]
 addrs = ["127.0.0.1:$ORIGIN_PORT"]
+$up_extra
 
 [locations.all]
 upstream = "origin"
 path = "/"
+$loc_extra
 
 [servers.bench]
 addr = "127.0.0.1:$2"
 locations = ["all"]
 $tls_server
+
+$plugins
 EOF
 }
 
@@ -412,6 +425,7 @@ EOF
     haproxy_conf haproxy "127.0.0.1:${PORT[haproxy]}"
     weir_conf weir "    address: 127.0.0.1:${PORT[weir]}" ""
     pingap_conf pingap "${PORT[pingap]}" ""
+    pingap_conf pingap-weir "${PORT[pingap-weir]}" "" weir
     # the bare route plus rate_limit (never reached: one key, 10^9 per second),
     # an API key (wrk sends it) and a request header set
     weir_conf weir-policy "    address: 127.0.0.1:${PORT[weir-policy]}" "    rate_limit: { requests_per_second: 1000000000, key: \"header:x-api-key\" }
@@ -467,7 +481,7 @@ start_proxy() {
         floor) TMPDIR=$T taskset -c 0 "$FLOOR_BIN" "127.0.0.1:${PORT[floor]}" "127.0.0.1:$ORIGIN_PORT" 1 >"$T/floor.log" 2>&1 & pid=$! ;;
         nginx) taskset -c 0 nginx -p "$T" -e "$T/$tag.err" -c "$T/$tag.conf" >"$T/$tag.log" 2>&1 & pid=$! ;;
         haproxy) taskset -c 0 haproxy -db -f "$T/$tag.cfg" >"$T/$tag.log" 2>&1 & pid=$! ;;
-        pingap) taskset -c 0 env PINGAP_DISABLE_ACME=1 "$PINGAP_BIN" -c "$T/$tag.toml" >"$T/$tag.log" 2>&1 & pid=$! ;;
+        pingap | pingap-weir) taskset -c 0 env PINGAP_DISABLE_ACME=1 "$PINGAP_BIN" -c "$T/$tag.toml" >"$T/$tag.log" 2>&1 & pid=$! ;;
         *) die "unknown proxy $name" ;;
     esac
     PIDS+=("$pid")
@@ -476,7 +490,7 @@ start_proxy() {
 }
 
 stop_proxy() { # $1 name, $2 pid: the Pingora-based ones stop fast on INT (TERM drains)
-    case $1 in weir | weir-policy | floor | pingap) stop_pid "$2" INT ;; *) stop_pid "$2" TERM ;; esac
+    case $1 in weir | weir-policy | floor | pingap | pingap-weir) stop_pid "$2" INT ;; *) stop_pid "$2" TERM ;; esac
 }
 
 # Starts and stops pingap once with each config the run will use ($@: "http",
@@ -721,9 +735,9 @@ measure_load() {
     read -r rps req p50 p99 errs cpu_max cpu_pct core1_busy noise_max <<<"$max"
     read -r prps preq pp50 pp99 perrs cpu_paced _ _ noise_paced <<<"$paced"
     # per-connection memory does not depend on the route: not measured again
-    # for the policy route
+    # for the policy route or pingap doing weir's work
     IDLE_RESULT="0 0 0"
-    if [ "$name" != direct ] && [ "$name" != weir-policy ]; then measure_idle "$name"; fi
+    case $name in direct | weir-policy | pingap-weir) ;; *) measure_idle "$name" ;; esac
     local rss_base rss_idle kib_conn
     read -r rss_base rss_idle kib_conn <<<"$IDLE_RESULT"
     local us_max us_paced
@@ -791,7 +805,7 @@ ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 HTTP_LINEUP=()
 TLS_LINEUP=()
 for name in $PROXIES; do
-    [ -n "${PORT[$name]:-}" ] && [ "$name" != weir-policy ] || die "unknown proxy '$name' in PROXIES (weir floor nginx haproxy pingap)"
+    [ -n "${PORT[$name]:-}" ] && [ "$name" != weir-policy ] && [ "$name" != pingap-weir ] || die "unknown proxy '$name' in PROXIES (weir floor nginx haproxy pingap)"
     if has_row http; then HTTP_LINEUP+=("$name"); fi
     if { has_row tls || has_row h2; } && [ -n "${TLS_PORT[$name]:-}" ]; then TLS_LINEUP+=("$name"); fi
 done
@@ -799,11 +813,13 @@ if has_row policy; then
     [[ " ${HTTP_LINEUP[*]} " == *" weir "* ]] || HTTP_LINEUP+=(weir)
     HTTP_LINEUP+=(weir-policy)
 fi
+# pingap again, doing what weir does by default (like with like)
+if [[ " ${HTTP_LINEUP[*]} " == *" pingap "* ]]; then HTTP_LINEUP+=(pingap-weir); fi
 if has_row http; then HTTP_LINEUP+=(direct); fi
 # drops pingap from both lineups
 drop_pingap() {
     local keep=() n
-    for n in ${HTTP_LINEUP[@]+"${HTTP_LINEUP[@]}"}; do [ "$n" = pingap ] || keep+=("$n"); done
+    for n in ${HTTP_LINEUP[@]+"${HTTP_LINEUP[@]}"}; do [ "$n" = pingap ] || [ "$n" = pingap-weir ] || keep+=("$n"); done
     HTTP_LINEUP=(${keep[@]+"${keep[@]}"})
     keep=()
     for n in ${TLS_LINEUP[@]+"${TLS_LINEUP[@]}"}; do [ "$n" = pingap ] || keep+=("$n"); done

@@ -40,6 +40,7 @@ NAMES = {
     "nginx": "nginx",
     "haproxy": "HAProxy",
     "pingap": "pingap",
+    "pingap-weir": "pingap doing weir's work",
     "direct": "direct to origin",
 }
 name = lambda p: NAMES.get(p, p)
@@ -94,13 +95,15 @@ med = medians("http")
 if med:
     D, C, PC, PD, IC = (env("LR_DURATION", "5"), env("LR_CONNS", "50"), env("LR_PACED_CONNS", "20"),
                         env("LR_PACED_DELAY_MS", "2"), env("LR_IDLE_CONNS", "1000"))
-    order = ordered(med, "LR_HTTP_ORDER", "weir weir-policy floor nginx haproxy pingap direct")
+    order = ordered(med, "LR_HTTP_ORDER", "weir weir-policy floor nginx haproxy pingap pingap-weir direct")
     paced = [med[p]["paced_rps"] for p in order if p != "direct"]
     out.append("- @max: wrk -t1 -c%s, %s s; @paced: wrk -t1 -c%s with a %s ms delay between requests per connection (≈%s req/s; wrk2/oha are not in Debian); CPU = utime+stime of the proxy process / requests served (µs per request = ms per 1,000 requests)"
                % (C, D, PC, PD, format(round(statistics.median(paced)) if paced else 0, ",")))
     out.append("- KiB/idle conn: (VmRSS with %s idle keep-alive clients that each made one request − VmRSS before) / %s, fresh process; RSS idle = that VmRSS before; peak RSS = VmHWM after the load runs" % (IC, IC))
     if "weir-policy" in med:
         out.append("- weir + policies: the weir route plus rate_limit (local, key header:x-api-key, 10^9/s: never reached), auth.api_keys (wrk sends the key in x-api-key) and request_headers.set; its idle-connection memory is weir's")
+    if "pingap-weir" in med:
+        out.append("- pingap doing weir's work: pingap configured to do what weir does by default (X-Forwarded-For/Proto/Host with `enable_reverse_proxy_headers`, which adds X-Real-IP and X-Forwarded-Port too; X-Request-Id upstream and on the answer with its request_id plugin; upstream timeouts connect 5 s, read/write/idle 60 s); its idle-connection memory is pingap's")
     out.append("")
     cols = [  # key, header, format, scale
         ("rps", "req/s", "{:,.0f}", 1),
@@ -120,7 +123,7 @@ if med:
     idle_cols = {"kib_per_idle_conn", "rss_base_kib"}
 
     def cell(p, key, fmt, scale):
-        if (p == "direct" and key in proxy_only) or (p == "weir-policy" and key in idle_cols):
+        if (p == "direct" and key in proxy_only) or (p in ("weir-policy", "pingap-weir") and key in idle_cols):
             return "–"
         base = med["nginx"][key] if p != "nginx" and key != "cpu_pct_max" and "nginx" in med else 0
         return with_ratio(med[p][key], base, fmt, scale)
@@ -132,9 +135,10 @@ if med:
     keys = [("rps", "req/s"), ("p50_us", "p50"), ("p99_us", "p99"), ("cpu_us_per_req_max", "CPU/req @max"),
             ("cpu_us_per_req_paced", "CPU/req @paced"), ("paced_p99_us", "p99 @paced"),
             ("kib_per_idle_conn", "KiB/idle conn"), ("rss_peak_kib", "peak RSS")]
-    for other in ("floor", "pingap"):
+    for other in ("floor", "pingap", "pingap-weir"):
         if "weir" in med and other in med:
-            out.append("\n" + ratio_line("weir / " + name(other).split(" ")[0], med["weir"], med[other], keys))
+            label = "weir / " + (name(other) if other == "pingap-weir" else name(other).split(" ")[0])
+            out.append("\n" + ratio_line(label, med["weir"], med[other], keys))
     if "weir" in med and "weir-policy" in med:
         w, g = med["weir"], med["weir-policy"]
         out.append("\nweir + policies / weir: req/s %.2f×, CPU/req @max %.2f× (%+.1f µs), CPU/req @paced %.2f× (%+.1f µs), p99 @paced %.2f×" % (
