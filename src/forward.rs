@@ -23,6 +23,33 @@ static IDENTITY: [HeaderName; 4] = [
     HeaderName::from_static("x-original-url"),
     HeaderName::from_static("x-rewrite-url"),
 ];
+/// Whether `req` names none of the headers Pingora's upstream-request
+/// sanitizer removes (the standard hop-by-hop ones, and `Connection`,
+/// whose nominations it removes too: pingora-proxy `proxy_common.rs`,
+/// `sanitize_h1_upstream_request` / `sanitize_h2_upstream_request`). Then
+/// the sanitizer has nothing to do, and the proxy tells Pingora to skip it
+/// (`HttpUpstreamRequestPolicy::preserve()`): thirteen header removals, each
+/// two hash lookups, per request otherwise (~3.5 k instructions, 3.5 % of
+/// a request, measured in benches/README.md). One look at each name,
+/// compared by length first.
+pub fn nothing_hop_by_hop(req: &RequestHeader) -> bool {
+    !req.headers.keys().any(|n| {
+        matches!(
+            n.as_str(),
+            "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "proxy-authenticate"
+                | "proxy-authorization"
+                | "te"
+                | "trailer"
+                | "transfer-encoding"
+                | "upgrade"
+                | "http2-settings"
+        )
+    })
+}
+
 /// Puts `te: trailers` back on the upstream request when the client sent it.
 ///
 /// Pingora itself strips hop-by-hop headers (and those the client named in
@@ -235,6 +262,29 @@ pub fn new_request_id() -> HeaderValue {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_name_pingora_strips_counts_as_hop_by_hop() {
+        let clean = RequestHeader::build("GET", b"/", None).unwrap();
+        assert!(nothing_hop_by_hop(&clean));
+        for h in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "http2-settings",
+        ] {
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+            req.append_header("x-other", "1").unwrap();
+            req.append_header(h, "x").unwrap();
+            assert!(!nothing_hop_by_hop(&req), "{h}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -115,6 +115,33 @@ fn hop_by_hop_headers_are_stripped() {
     assert_eq!(r.echoed_header("te").as_deref(), Some("trailers"));
 }
 
+/// Each hop-by-hop header alone, on a request without `Connection` (weir
+/// skips Pingora's sanitizer only when a request names none of them), still
+/// never reaches the backend.
+#[test]
+fn a_lone_hop_by_hop_header_is_stripped_too() {
+    let b = TestBackend::start("b");
+    let (_w, listen) = start(&b, "");
+    let mut c = KeepAliveClient::connect(listen).unwrap();
+    for (h, v) in [
+        ("keep-alive", "timeout=5"),
+        ("proxy-connection", "keep-alive"),
+        ("proxy-authorization", "Basic eDp5"),
+        ("proxy-authenticate", "Basic"),
+        ("te", "gzip"),
+        ("trailer", "x-checksum"),
+        ("http2-settings", "AAMAAABkAAQAoAAAAAIAAAAA"),
+    ] {
+        let r = c.send("GET", "/x", &[(h, v), ("x-kept", "yes")]).unwrap();
+        assert_eq!(r.status, 200, "{h}");
+        assert_eq!(r.echoed_header(h), None, "{h} must not reach the backend");
+        assert_eq!(r.echoed_header("x-kept").as_deref(), Some("yes"));
+    }
+    // and a request with none of them keeps its own headers
+    let r = c.send("GET", "/x", &[("x-kept", "yes")]).unwrap();
+    assert_eq!(r.echoed_header("x-kept").as_deref(), Some("yes"));
+}
+
 #[test]
 fn request_id_is_kept_or_generated_both_ways() {
     let b = TestBackend::start("b");

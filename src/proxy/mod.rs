@@ -25,7 +25,7 @@ use bytes::Bytes;
 use ctx::MAX_TRIES;
 pub use ctx::{Ctx, InFlight};
 use http::{header, HeaderValue};
-use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::upstreams::peer::{HttpPeer, HttpUpstreamRequestPolicy};
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
@@ -158,6 +158,10 @@ impl ProxyHttp for Proxy {
         };
         let info = choice.info;
         let mut peer = Box::new(info.peer.clone());
+        if forward::nothing_hop_by_hop(session.req_header()) {
+            // Pingora's sanitizer would find nothing to remove.
+            peer.options.http_upstream_request_policy = HttpUpstreamRequestPolicy::preserve();
+        }
         if route.timeouts != group.timeouts {
             apply_timeouts(&mut peer, &route.timeouts);
         }
