@@ -130,8 +130,13 @@ run() {
     # TMPDIR: where floor_proxy puts its pid file and upgrade socket
     TMPDIR=$T valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >"$out.log" 2>&1 &
     local vp=$!
-    PIDS+=("$vp")
-    python3 "$T/client.py" "$PROXY" "$n" || { tail -5 "$out.log" >&2; die "client failed"; }
+    # run() is called in $(...), a subshell: the EXIT trap's PIDS never sees $vp, so a
+    # failure here kills it itself
+    python3 "$T/client.py" "$PROXY" "$n" || {
+        kill -KILL "$vp" 2>/dev/null || true
+        tail -5 "$out.log" >&2
+        die "client failed"
+    }
     kill -INT "$vp"
     for _ in $(seq 600); do kill -0 "$vp" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$vp" 2>/dev/null || true
