@@ -6,7 +6,7 @@
 //! (DNS rebinding).
 
 use crate::config::model::FileConfig;
-use crate::live::{ApiError, Live};
+use crate::live::{ApiError, Live, Removal};
 use crate::overlay::BackendState;
 use crate::values::AdminListen;
 use async_trait::async_trait;
@@ -321,10 +321,15 @@ impl AdminApi {
             ("DELETE", ["upstreams", name, "backends", addr]) => {
                 let (name, addr) = (percent_decode(name), percent_decode(addr));
                 match self.live.remove_backend(&name, &addr) {
-                    Ok(()) => Response::builder()
-                        .status(204)
-                        .body(Vec::new())
-                        .unwrap_or_default(),
+                    Ok(removal) => {
+                        if let Removal::Draining { upstream, address } = removal {
+                            tokio::spawn(self.live.clone().finish_when_idle(upstream, address));
+                        }
+                        Response::builder()
+                            .status(204)
+                            .body(Vec::new())
+                            .unwrap_or_default()
+                    }
                     Err(ApiError(code, msg)) => error(code, msg),
                 }
             }

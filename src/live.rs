@@ -16,13 +16,87 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How often a backend deleted while busy is looked at.
+const LEAVING_POLL: Duration = Duration::from_millis(50);
 
 /// What a snapshot is built from.
 struct Inputs {
-    file_config: FileConfig,
+    /// Shared: the DNS service reads it five times a second, admin
+    /// changes copy it into the next inputs.
+    file_config: Arc<FileConfig>,
     overlay: Overlay,
     dns: BTreeMap<String, Vec<(SocketAddr, u32)>>,
+    /// Backends deleted through the admin API while requests were in flight
+    /// on them (upstream → address → their change before the delete): the
+    /// overlay has them removed (so a restart forgets them), the snapshot
+    /// keeps them `draining` until their last request finishes.
+    leaving: BTreeMap<String, BTreeMap<String, Op>>,
+}
+
+impl Inputs {
+    /// The file with the admin changes, discovered backends and leaving
+    /// backends applied: what is compiled.
+    fn effective(&self) -> FileConfig {
+        if self.leaving.is_empty() {
+            return self.overlay.apply(&self.file_config, &self.dns);
+        }
+        let mut overlay = self.overlay.clone();
+        for (upstream, addrs) in &self.leaving {
+            for (addr, before) in addrs {
+                if still_leaving(&self.overlay, upstream, addr) {
+                    overlay
+                        .upstreams
+                        .entry(upstream.clone())
+                        .or_default()
+                        .insert(addr.clone(), before.clone());
+                }
+            }
+        }
+        overlay.apply(&self.file_config, &self.dns)
+    }
+
+    /// The same inputs with `overlay` (an admin change or a reload):
+    /// leaving backends the change brought back are no longer leaving.
+    fn with_overlay(&self, overlay: Overlay) -> Inputs {
+        let mut leaving = self.leaving.clone();
+        for (upstream, addrs) in leaving.iter_mut() {
+            addrs.retain(|addr, _| still_leaving(&overlay, upstream, addr));
+        }
+        leaving.retain(|_, addrs| !addrs.is_empty());
+        Inputs {
+            file_config: self.file_config.clone(),
+            overlay,
+            dns: self.dns.clone(),
+            leaving,
+        }
+    }
+}
+
+/// Whether the overlay still has `addr` of `upstream` deleted (no later
+/// change added it back or altered it).
+fn still_leaving(overlay: &Overlay, upstream: &str, addr: &str) -> bool {
+    overlay
+        .upstreams
+        .get(upstream)
+        .and_then(|ops| ops.get(addr))
+        .is_none_or(|op| op.removed)
+}
+
+/// What `DELETE` of a backend did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// Gone from the snapshot: nothing was in flight on it.
+    Done,
+    /// `draining` until its requests in flight finish; hand this to
+    /// [`Live::finish_when_idle`].
+    Draining {
+        /// The upstream's name.
+        upstream: String,
+        /// The backend's address.
+        address: SocketAddr,
+    },
 }
 
 /// The live state of a running weir.
@@ -183,9 +257,10 @@ impl Live {
             file: file.to_path_buf(),
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             inputs: Mutex::new(Inputs {
-                file_config,
+                file_config: Arc::new(file_config),
                 overlay,
                 dns: BTreeMap::new(),
+                leaving: BTreeMap::new(),
             }),
             state_file,
             status_file: status_path(pid_file),
@@ -211,7 +286,7 @@ impl Live {
         inputs: &Inputs,
         certs: Option<Vec<Option<Arc<crate::tls::CertSet>>>>,
     ) -> Result<(), String> {
-        let effective = inputs.overlay.apply(&inputs.file_config, &inputs.dns);
+        let effective = inputs.effective();
         let current = self.snapshot.load_full();
         let mut next = compile(&effective, Some(&current)).map_err(|e| describe(&e))?;
         if let Some(certs) = certs {
@@ -240,7 +315,7 @@ impl Live {
     }
 
     /// The file config as last loaded (without admin changes).
-    pub fn file_config(&self) -> FileConfig {
+    pub fn file_config(&self) -> Arc<FileConfig> {
         self.lock().file_config.clone()
     }
 
@@ -264,11 +339,9 @@ impl Live {
             loaded.config.upstreams.get(name).map(|u| &u.discovery)
                 == inputs.file_config.upstreams.get(name).map(|u| &u.discovery)
         });
-        let next = Inputs {
-            file_config: loaded.config,
-            overlay,
-            dns,
-        };
+        let mut next = inputs.with_overlay(overlay);
+        next.file_config = Arc::new(loaded.config);
+        next.dns = dns;
         self.rebuild_with(&next, Some(loaded.snapshot.certs))?;
         let summary = summarize(&inputs.file_config, &next.file_config);
         crate::access_log::reopen();
@@ -322,25 +395,29 @@ impl Live {
         }
     }
 
-    /// Applies an admin change to one backend, rebuilds, persists.
+    /// Applies an admin change to one backend, rebuilds, persists. `f` may
+    /// name a backend (address, its change before) to keep as leaving.
     fn change(
         &self,
         upstream: &str,
-        f: impl FnOnce(&mut Overlay, &FileConfig) -> Result<(), ApiError>,
+        f: impl FnOnce(&mut Overlay, &FileConfig) -> Result<Option<(String, Op)>, ApiError>,
     ) -> Result<(), ApiError> {
         let mut inputs = self.lock();
         if !inputs.file_config.upstreams.contains_key(upstream) {
             return Err(ApiError(404, format!("no upstream {upstream:?}")));
         }
         let mut overlay = inputs.overlay.clone();
+        // Checked without leaving backends: to the API they are deleted.
         let effective = inputs.overlay.apply(&inputs.file_config, &inputs.dns);
-        f(&mut overlay, &effective)?;
+        let leave = f(&mut overlay, &effective)?;
         overlay.upstreams.retain(|_, v| !v.is_empty());
-        let next = Inputs {
-            file_config: inputs.file_config.clone(),
-            overlay,
-            dns: inputs.dns.clone(),
-        };
+        let mut next = inputs.with_overlay(overlay);
+        if let Some((addr, before)) = leave {
+            next.leaving
+                .entry(upstream.to_string())
+                .or_default()
+                .insert(addr, before);
+        }
         self.rebuild(&next).map_err(|e| ApiError(400, e))?;
         *inputs = next;
         self.persist(&inputs.overlay);
@@ -372,24 +449,32 @@ impl Live {
                 weight: Some(weight),
                 state: None,
             };
-            Ok(())
+            Ok(None)
         })
     }
 
-    /// `DELETE /upstreams/{name}/backends/{address}`. In-flight requests
-    /// finish: they hold the backend they started on.
-    pub fn remove_backend(&self, upstream: &str, address: &str) -> Result<(), ApiError> {
+    /// `DELETE /upstreams/{name}/backends/{address}`. A backend with
+    /// requests in flight drains first: it stays in the snapshot as
+    /// `draining` (no new requests, sticky ones included) until
+    /// [`Live::finish_when_idle`] sees its last one finish. The state file
+    /// has it removed at once.
+    pub fn remove_backend(&self, upstream: &str, address: &str) -> Result<Removal, ApiError> {
         let key = normalize_addr(address);
+        let busy = key
+            .parse::<SocketAddr>()
+            .ok()
+            .filter(|a| self.in_flight(upstream, *a) > 0);
         self.change(upstream, |overlay, effective| {
             require_backend(effective, upstream, &key)?;
             let ops = overlay.upstreams.entry(upstream.to_string()).or_default();
-            match ops.get(&key) {
+            let before = ops.get(&key).cloned();
+            match &before {
                 Some(op) if op.added => {
                     ops.remove(&key);
                 }
                 _ => {
                     ops.insert(
-                        key,
+                        key.clone(),
                         Op {
                             removed: true,
                             ..Op::default()
@@ -397,8 +482,72 @@ impl Live {
                     );
                 }
             }
-            Ok(())
+            Ok(busy.map(|_| {
+                let mut op = before.unwrap_or_default();
+                op.state = Some(BackendState::Draining);
+                (key.clone(), op)
+            }))
+        })?;
+        Ok(match busy {
+            Some(address) => Removal::Draining {
+                upstream: upstream.to_string(),
+                address,
+            },
+            None => Removal::Done,
         })
+    }
+
+    /// Requests in flight on `address` of `upstream` in the running snapshot.
+    fn in_flight(&self, upstream: &str, address: SocketAddr) -> usize {
+        let snapshot = self.snapshot.load();
+        snapshot
+            .groups
+            .iter()
+            .find(|g| &*g.name == upstream)
+            .and_then(|g| g.backends.get(&address))
+            .map_or(0, |b| b.shared.in_flight.load(Relaxed))
+    }
+
+    /// Waits until a backend deleted while busy has no request in flight
+    /// (or was added back), then takes it out of the snapshot.
+    pub async fn finish_when_idle(self: Arc<Self>, upstream: String, address: SocketAddr) {
+        let key = address.to_string();
+        let is_leaving = |live: &Live| {
+            live.lock()
+                .leaving
+                .get(&upstream)
+                .is_some_and(|a| a.contains_key(&key))
+        };
+        while is_leaving(&self) && self.in_flight(&upstream, address) > 0 {
+            tokio::time::sleep(LEAVING_POLL).await;
+        }
+        let me = self.clone();
+        let done = tokio::task::spawn_blocking(move || me.forget_leaving(&upstream, &key)).await;
+        if let Err(e) = done {
+            warn!("a deleted backend could not be taken out: {e}");
+        }
+    }
+
+    /// Takes a leaving backend out of the snapshot.
+    fn forget_leaving(&self, upstream: &str, key: &str) {
+        let mut inputs = self.lock();
+        let mut next = inputs.with_overlay(inputs.overlay.clone());
+        let Some(addrs) = next.leaving.get_mut(upstream) else {
+            return;
+        };
+        if addrs.remove(key).is_none() {
+            return;
+        }
+        if addrs.is_empty() {
+            next.leaving.remove(upstream);
+        }
+        match self.rebuild(&next) {
+            Ok(()) => {
+                info!("backend {key} of {upstream} drained; removed");
+                *inputs = next;
+            }
+            Err(e) => warn!("backend {key} of {upstream} drained but cannot be removed: {e}"),
+        }
     }
 
     /// `PATCH /upstreams/{name}/backends/{address}`.
@@ -427,7 +576,7 @@ impl Live {
             if weight.is_some() {
                 op.weight = weight;
             }
-            Ok(())
+            Ok(None)
         })
     }
 
@@ -439,11 +588,7 @@ impl Live {
         if inputs.dns.get(upstream) == Some(&addrs) {
             return false;
         }
-        let mut next = Inputs {
-            file_config: inputs.file_config.clone(),
-            overlay: inputs.overlay.clone(),
-            dns: inputs.dns.clone(),
-        };
+        let mut next = inputs.with_overlay(inputs.overlay.clone());
         next.dns.insert(upstream.to_string(), addrs);
         match self.rebuild(&next) {
             Ok(()) => {

@@ -632,6 +632,83 @@ fn admin_changes_persist_across_reload_and_restart() {
     assert!(!uses_b());
 }
 
+/// The `state` and `in_flight` of `address` in `pool` from `GET /status`,
+/// or None when it is not listed.
+fn backend_status(adm: SocketAddr, address: SocketAddr) -> Option<(String, u64)> {
+    let r = admin(adm, "GET", "/status", "", Some("s3cret"));
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let pool = v["upstreams"]
+        .as_array()?
+        .iter()
+        .find(|u| u["name"] == "pool")?;
+    let b = pool["backends"]
+        .as_array()?
+        .iter()
+        .find(|b| b["address"] == address.to_string())?;
+    Some((b["state"].as_str()?.to_string(), b["in_flight"].as_u64()?))
+}
+
+#[test]
+fn a_deleted_backend_drains_its_requests_in_flight_before_it_leaves() {
+    let a = TestBackend::start("a");
+    let b = TestBackend::start("b");
+    b.set_delay(Duration::from_millis(1500));
+    let (listen, adm) = (free_addr(), free_addr());
+    let up = format!(
+        "    algorithm: round_robin\n    backends: [\"{}\", \"{}\"]",
+        a.addr(),
+        b.addr()
+    );
+    let dir = TestDir::create();
+    let cfg = dir.write("weir.yaml", &base(listen, adm, &up, ""));
+    let _p = Proc::start(&cfg, listen);
+
+    // Two requests at once: round robin gives b one, which b holds.
+    let slow: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || get(listen, "/app")))
+        .collect();
+    assert!(
+        poll_until(Duration::from_secs(5), || b.in_flight() == 1),
+        "a request is in flight on b"
+    );
+    let item = format!("/upstreams/pool/backends/{}", b.addr());
+    assert_eq!(admin(adm, "DELETE", &item, "", Some("s3cret")).status, 204);
+    // Deleted for the API and the state file at once...
+    assert_eq!(admin(adm, "DELETE", &item, "", Some("s3cret")).status, 404);
+    let state = std::fs::read_to_string(dir.path().join("state.json")).unwrap();
+    assert!(
+        state.contains(&b.addr().to_string()) && state.contains("removed"),
+        "{state}"
+    );
+    // ...but listed as draining while its request runs, and given nothing new.
+    assert_eq!(
+        backend_status(adm, b.addr()),
+        Some(("draining".to_string(), 1))
+    );
+    let received = b.received();
+    for _ in 0..4 {
+        assert_eq!(get(listen, "/app").backend(), "a");
+    }
+    assert_eq!(b.received(), received, "b got a request after its delete");
+    let answers: Vec<String> = slow
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .map(|r| format!("{} {}", r.status, r.backend()))
+        .collect();
+    assert!(answers.contains(&"200 b".to_string()), "{answers:?}");
+    // Its last request done, it leaves.
+    assert!(
+        poll_until(Duration::from_secs(5), || backend_status(adm, b.addr())
+            .is_none()),
+        "b still listed: {:?}",
+        backend_status(adm, b.addr())
+    );
+    assert_eq!(
+        backend_status(adm, a.addr()),
+        Some(("enabled".to_string(), 0))
+    );
+}
+
 #[test]
 fn dns_discovery_follows_the_resolver() {
     let a = TestBackend::start("a");
