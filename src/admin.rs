@@ -54,6 +54,18 @@ fn percent_decode(s: &str) -> String {
         .into_owned()
 }
 
+/// Runs a backend change on the blocking pool: it compiles a snapshot
+/// under the live lock, which must not hold up the admin's async workers.
+async fn off_runtime<T: Send + 'static>(
+    live: &Arc<Live>,
+    change: impl FnOnce(&Live) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let live = live.clone();
+    tokio::task::spawn_blocking(move || change(&live))
+        .await
+        .unwrap_or_else(|e| Err(ApiError(500, format!("the change did not finish: {e}"))))
+}
+
 /// The effective config as JSON, secrets redacted.
 pub fn redacted_config(cfg: &FileConfig) -> Value {
     let mut v = serde_json::to_value(cfg).unwrap_or(Value::Null);
@@ -292,7 +304,8 @@ impl AdminApi {
                     Err(e) => return error(400, format!("invalid body: {e}")),
                 };
                 let name = percent_decode(name);
-                match self.live.add_backend(&name, &add.address, add.weight) {
+                let (n, a, w) = (name.clone(), add.address.clone(), add.weight);
+                match off_runtime(&self.live, move |l| l.add_backend(&n, &a, w)).await {
                     Ok(()) => respond(
                         201,
                         json!({ "upstream": name, "address": add.address, "weight": add.weight }),
@@ -310,17 +323,16 @@ impl AdminApi {
                     Err(e) => return error(400, format!("invalid body: {e}")),
                 };
                 let (name, addr) = (percent_decode(name), percent_decode(addr));
-                match self
-                    .live
-                    .patch_backend(&name, &addr, patch.state, patch.weight)
-                {
+                let (n, a) = (name.clone(), addr.clone());
+                let change = move |l: &Live| l.patch_backend(&n, &a, patch.state, patch.weight);
+                match off_runtime(&self.live, change).await {
                     Ok(()) => respond(200, json!({ "upstream": name, "address": addr })),
                     Err(ApiError(code, msg)) => error(code, msg),
                 }
             }
             ("DELETE", ["upstreams", name, "backends", addr]) => {
-                let (name, addr) = (percent_decode(name), percent_decode(addr));
-                match self.live.remove_backend(&name, &addr) {
+                let (n, a) = (percent_decode(name), percent_decode(addr));
+                match off_runtime(&self.live, move |l| l.remove_backend(&n, &a)).await {
                     Ok(removal) => {
                         if let Removal::Draining { upstream, address } = removal {
                             tokio::spawn(self.live.clone().finish_when_idle(upstream, address));

@@ -463,7 +463,7 @@ impl Live {
         let busy = key
             .parse::<SocketAddr>()
             .ok()
-            .filter(|a| self.in_flight(upstream, *a) > 0);
+            .filter(|a| self.in_flight(upstream, *a).0 > 0);
         self.change(upstream, |overlay, effective| {
             require_backend(effective, upstream, &key)?;
             let ops = overlay.upstreams.entry(upstream.to_string()).or_default();
@@ -497,28 +497,26 @@ impl Live {
         })
     }
 
-    /// Requests in flight on `address` of `upstream` in the running snapshot.
-    fn in_flight(&self, upstream: &str, address: SocketAddr) -> usize {
+    /// Requests in flight on `address` of `upstream` in the running
+    /// snapshot, and whether it is draining there.
+    fn in_flight(&self, upstream: &str, address: SocketAddr) -> (usize, bool) {
         let snapshot = self.snapshot.load();
         snapshot
             .groups
             .iter()
             .find(|g| &*g.name == upstream)
             .and_then(|g| g.backends.get(&address))
-            .map_or(0, |b| b.shared.in_flight.load(Relaxed))
+            .map_or((0, false), |b| {
+                (b.shared.in_flight.load(Relaxed), b.draining)
+            })
     }
 
     /// Waits until a backend deleted while busy has no request in flight
-    /// (or was added back), then takes it out of the snapshot.
+    /// (or is no longer draining: added back), then takes it out of the
+    /// snapshot. Reads only the snapshot while it waits.
     pub async fn finish_when_idle(self: Arc<Self>, upstream: String, address: SocketAddr) {
         let key = address.to_string();
-        let is_leaving = |live: &Live| {
-            live.lock()
-                .leaving
-                .get(&upstream)
-                .is_some_and(|a| a.contains_key(&key))
-        };
-        while is_leaving(&self) && self.in_flight(&upstream, address) > 0 {
+        while let (1.., true) = self.in_flight(&upstream, address) {
             tokio::time::sleep(LEAVING_POLL).await;
         }
         let me = self.clone();

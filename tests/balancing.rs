@@ -126,6 +126,37 @@ fn consistent_hash_is_stable_per_key_and_spreads_keys() {
 }
 
 #[test]
+fn consistent_hash_by_path_hashes_the_path_the_backend_gets() {
+    let bs: Vec<TestBackend> = ["a", "b", "c"]
+        .iter()
+        .map(|n| TestBackend::start(n))
+        .collect();
+    let (_w, listen) = start(
+        "consistent_hash",
+        "\n    hash_key: path",
+        &[(&bs[0], 1), (&bs[1], 1), (&bs[2], 1)],
+    );
+    // Spellings of one path that weir normalizes to it (and forwards as it)
+    // land where the path itself lands.
+    let mut seen = HashMap::new();
+    for n in 0..20 {
+        let plain = format!("/items/{n}");
+        let home = get(listen, &plain).backend();
+        for odd in [
+            format!("/items/./{n}"),
+            format!("/x/../items/{n}"),
+            format!("/%69tems/{n}"),
+        ] {
+            let r = get(listen, &odd);
+            assert_eq!(r.echoed_path().as_deref(), Some(plain.as_str()), "{odd}");
+            assert_eq!(r.backend(), home, "{odd} went elsewhere than {plain}");
+        }
+        *seen.entry(home).or_insert(0) += 1;
+    }
+    assert!(seen.len() > 1, "20 paths on one backend: {seen:?}");
+}
+
+#[test]
 fn consistent_hash_by_cookie_and_ip_hash_by_client() {
     let a = TestBackend::start("a");
     let b = TestBackend::start("b");

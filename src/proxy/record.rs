@@ -34,7 +34,6 @@ pub(super) fn record(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     };
-    let backend = ctx.backend.as_ref().map(|b| b.addr.to_string());
     let version = match req.version {
         http::Version::HTTP_10 => "HTTP/1.0",
         http::Version::HTTP_2 => "HTTP/2.0",
@@ -54,7 +53,7 @@ pub(super) fn record(
         duration_ms: elapsed.as_secs_f64() * 1000.0,
         route: ctx.route().map_or("-", |r| &r.name),
         upstream: ctx.group().map_or("-", |g| &g.name),
-        backend: backend.as_deref().unwrap_or("-"),
+        backend: ctx.backend.as_ref().map_or("-", |b| &b.addr_text),
         attempts: ctx.attempts,
         request_id: ctx
             .request_id

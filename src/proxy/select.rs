@@ -66,7 +66,14 @@ pub(super) fn select(session: &Session, ctx: &Ctx, group: &Group, claim: bool) -
         b""
     } else {
         match &group.hash_key {
-            HashKey::Path => req.uri.path().as_bytes(),
+            // The path the backend gets: normalized (and rewritten) when
+            // that differs from what the client wrote.
+            HashKey::Path => ctx
+                .policy
+                .upstream_uri
+                .as_ref()
+                .map_or(req.uri.path(), |u| u.path())
+                .as_bytes(),
             HashKey::Header(n) => req.headers.get(n).map(|v| v.as_bytes()).unwrap_or(b""),
             HashKey::Cookie(name) => cookie(session, name).unwrap_or(b""),
             HashKey::ClientIp => b"",

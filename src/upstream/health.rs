@@ -96,6 +96,9 @@ impl HealthCheck for LoggedCheck {
                     info!("backend {addr} in {} passed its first check", self.upstream);
                 }
             }
+            if let Ok(mut m) = self.last_error.lock() {
+                m.remove(&addr);
+            }
         }
         if let (Err(e), Some(addr)) = (&result, addr_of(target)) {
             let label = self
@@ -108,6 +111,11 @@ impl HealthCheck for LoggedCheck {
             let reason = describe(e);
             if let Ok(mut m) = self.last_error.lock() {
                 m.insert(addr, reason);
+                // Backends that left (DNS, admin) while failing.
+                let labels = self.labels.load();
+                if m.len() > labels.len() {
+                    m.retain(|a, _| labels.contains_key(a));
+                }
             }
         }
         result

@@ -137,6 +137,8 @@ pub struct Shared {
 pub struct BackendInfo {
     /// Address traffic goes to.
     pub addr: SocketAddr,
+    /// `addr` as text, for the access log (formatted once, not per request).
+    pub addr_text: Box<str>,
     /// Name for logs and metrics (the address unless named).
     pub label: Arc<str>,
     /// Weight.
@@ -244,6 +246,7 @@ impl Group {
             apply_timeouts(&mut peer, &spec.timeouts);
             let info = BackendInfo {
                 addr,
+                addr_text: addr.to_string().into(),
                 ttfb: crate::metrics::ttfb(name, &b.label),
                 label: b.label.clone(),
                 weight: b.weight,
