@@ -1,5 +1,6 @@
-//! Running weir: Pingora's `ServerConf` from the `server` section, one proxy
-//! service for every http listener, and background services (health checks,
+//! Running weir: Pingora's `ServerConf` from the `server` section, one
+//! accepting service for every http and https listener (`crate::front`),
+//! one service per tcp listener, and background services (health checks,
 //! the shutdown watcher).
 
 use crate::access_log;
@@ -9,7 +10,7 @@ use crate::cli::RunFlags;
 use crate::compile::Loaded;
 use crate::config::model::{ListenerProtocol, ServerSection};
 use crate::dns::DnsService;
-use crate::front::listen::{PlainListener, PlainService};
+use crate::front::listen::{HttpListener, HttpService};
 use crate::live::Live;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
@@ -168,49 +169,40 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
     };
     // The proxy behind the connection front (per-listener limits, PROXY
     // protocol, head deadline): see `crate::front`.
-    let mut proxy = crate::front::service(
+    let front = crate::front::front(
         &server.configuration,
         Proxy::new(live.snapshot.clone(), draining.clone(), access_log.clone()),
         &live.snapshot.load(),
     );
     let mut tcp = Vec::new();
-    let mut plain = Vec::new();
-    let mut https = 0;
+    let mut http = Vec::new();
     for (i, l) in cfg.listeners.iter().enumerate() {
-        let mut endpoint = ListenerConfig::tcp(l.address.as_str());
-        match (&l.tls, live.tls.get(i).cloned().flatten()) {
-            (Some(tls), Some(resolver)) => {
-                endpoint = endpoint.tls(tls_settings(tls, resolver, &dir)?);
-            }
-            _ => {
-                endpoint = endpoint.l4_buffer(L4BufferSettings {
-                    read: Some(DOWNSTREAM_READ_BUFFER),
-                    write: None,
-                });
-            }
-        }
         match l.protocol {
-            ListenerProtocol::Tcp => tcp.push((i, l.name.as_str(), endpoint)),
-            // Plain HTTP is accepted by weir itself (what an idle
-            // connection costs: see `crate::front::listen`).
-            ListenerProtocol::Http => {
-                if let Some(f) = proxy.app_logic().and_then(|f| f.listener(i)) {
-                    plain.push(PlainListener::of(i, f, &l.address));
+            ListenerProtocol::Tcp => {
+                let endpoint =
+                    ListenerConfig::tcp(l.address.as_str()).l4_buffer(L4BufferSettings {
+                        read: Some(DOWNSTREAM_READ_BUFFER),
+                        write: None,
+                    });
+                tcp.push((i, l.name.as_str(), endpoint));
+            }
+            // http and https are accepted by weir itself (what an idle
+            // connection costs, `max_connections`: see `crate::front::listen`).
+            ListenerProtocol::Http | ListenerProtocol::Https => {
+                let tls = match (&l.tls, live.tls.get(i).cloned().flatten()) {
+                    (Some(tls), Some(resolver)) => {
+                        Some(Arc::new(tls_settings(tls, resolver, &dir)?.build()))
+                    }
+                    _ => None,
+                };
+                if let Some(f) = front.listener(i) {
+                    http.push(HttpListener::of(i, f, &l.address, tls));
                 }
             }
-            ListenerProtocol::Https => {
-                https += 1;
-                proxy.add_listener(endpoint);
-            }
         }
     }
-    if !plain.is_empty() {
-        if let Some(front) = proxy.app_logic().cloned() {
-            server.add_service(PlainService::new(front, plain, flags.upgrade));
-        }
-    }
-    if https > 0 {
-        server.add_service(proxy);
+    if !http.is_empty() {
+        server.add_service(HttpService::new(front, http, flags.upgrade));
     }
     // Each tcp listener is its own service (and so hands its socket over on
     // upgrade). Open tunnels get the grace period, less a margin so that

@@ -11,6 +11,7 @@ use common::*;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn curl(args: &[&str]) -> Output {
@@ -284,6 +285,108 @@ fn min_version_13_refuses_tls12_sessions() {
     assert_eq!(code(&["--tlsv1.3"]), "200");
     assert_eq!(code(&["--tls-max", "1.2"]), "000");
     assert_eq!(b.requests(), 1, "the TLS 1.2 request reached no backend");
+}
+
+/// A tokio runtime and a TLS client trusting `ca`, for raw handshakes.
+fn tls_client(ca: &Ca) -> (tokio::runtime::Runtime, pingora_rustls::TlsConnector) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    pingora_rustls::install_default_crypto_provider();
+    let mut roots = pingora_rustls::RootCertStore::empty();
+    roots.add(ca.cert.der().clone()).unwrap();
+    let config = pingora_rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (rt, pingora_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+#[test]
+fn past_max_connections_https_clients_wait_in_the_backlog_before_their_handshake() {
+    let dir = TestDir::create();
+    let ca = ca();
+    let (c, k) = leaf(dir.path(), "a", &ca, &["a.test"], None);
+    let b = TestBackend::start("b");
+    let listen = free_addr();
+    let tls = format!(
+        "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}] }}\n    max_connections: 1",
+        c.display(),
+        k.display()
+    );
+    let _w = WeirProcess::start(&config(listen, b.addr(), &tls), listen);
+    let (rt, connector) = tls_client(&ca);
+    let name = || pingora_rustls::ServerName::try_from("a.test").unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(listen).await.unwrap();
+        let served = connector.connect(name(), tcp).await.unwrap();
+        // The kernel completes the TCP handshake; weir does not accept, so
+        // nobody answers the ClientHello while the slot is taken.
+        let tcp = tokio::net::TcpStream::connect(listen).await.unwrap();
+        let waiting = connector.connect(name(), tcp);
+        tokio::pin!(waiting);
+        let early = tokio::time::timeout(Duration::from_millis(500), &mut waiting).await;
+        assert!(early.is_err(), "TLS handshake done past max_connections");
+        drop(served);
+        let late = tokio::time::timeout(Duration::from_secs(5), &mut waiting).await;
+        assert!(
+            matches!(late, Ok(Ok(_))),
+            "handshake once the slot is free: {late:?}"
+        );
+    });
+}
+
+#[test]
+fn a_client_that_never_starts_its_handshake_is_closed_at_the_header_timeout() {
+    let dir = TestDir::create();
+    let ca = ca();
+    let (c, k) = leaf(dir.path(), "a", &ca, &["a.test"], None);
+    let b = TestBackend::start("b");
+    let listen = free_addr();
+    let tls = format!(
+        "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}] }}\n    timeouts: {{ header: 1s }}",
+        c.display(),
+        k.display()
+    );
+    let _w = WeirProcess::start(&config(listen, b.addr(), &tls), listen);
+    let mut silent = std::net::TcpStream::connect(listen).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let read = std::io::Read::read(&mut silent, &mut buf);
+    let waited = started.elapsed();
+    let closed = match &read {
+        Ok(n) => *n == 0,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    };
+    assert!(closed, "expected a close, got {read:?} after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(4),
+        "closed after {waited:?}, not at the 1 s header timeout"
+    );
+    // A client that does its handshake is still served.
+    let (rt, connector) = tls_client(&ca);
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(listen).await.unwrap();
+        let name = pingora_rustls::ServerName::try_from("a.test").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    });
 }
 
 fn check(dir: &TestDir, tls: &str) -> Output {

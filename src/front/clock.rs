@@ -109,7 +109,8 @@ impl HeadClock {
     }
 
     /// Gathers small writes until a flush: for a stream with no write
-    /// buffer of its own (one from weir's accept loop).
+    /// buffer of its own (every stream from weir's accept loop; on a TLS
+    /// stream each write would otherwise be a record and a send).
     pub fn coalesce_writes(&mut self) {
         self.out = Some(Coalesce::default());
     }

@@ -1,21 +1,26 @@
-//! weir's own accept loop for plain-HTTP listeners (https listeners stay on
-//! Pingora's).
+//! weir's own accept loop for http and https listeners.
 //!
 //! Pingora 0.9 spawns each accepted connection as one task that holds
 //! `timeout(60 s, io.handshake())` inline (pingora-core
 //! `services/listening.rs`, `Service::run_endpoint`); the TLS-capable
 //! handshake state sizes that task for the connection's whole life, about
-//! 8.8 KiB per idle keep-alive client (heaptrack, benches/README.md). Its
-//! accept path is crate-private, so weir accepts plain connections itself:
-//! a Pingora [`Service`] that binds (or, on a graceful upgrade, takes over)
-//! the listening sockets, registers them for the next upgrade under the
-//! address as written in the file (the key Pingora's own listeners use, so
-//! upgrades between versions keep the sockets), and spawns per connection a
-//! task holding just the stream and the connection front.
+//! 8.8 KiB per idle keep-alive client (heaptrack, benches/README.md), and it
+//! accepts every connection it can (no `max_connections` per listener). Its
+//! accept path is crate-private, so weir accepts itself: a Pingora
+//! [`Service`] that binds (or, on a graceful upgrade, takes over) the
+//! listening sockets, registers them for the next upgrade under the address
+//! as written in the file (the key Pingora's own listeners use, so upgrades
+//! between versions keep the sockets), takes a `max_connections` slot before
+//! each accept, and spawns per connection a task holding just the stream and
+//! the connection front. On https listeners that task first reads the PROXY
+//! header if the listener wants one and does the TLS handshake with
+//! Pingora's rustls acceptor, both boxed (they do not size the connection's
+//! task) and both within the listener's `timeouts.header`.
 
-use super::{Front, ListenerFront};
+use super::{proxy_in, Front, ListenerFront};
 use async_trait::async_trait;
 use pingora_core::apps::{HttpServerApp, ServerApp};
+use pingora_core::listeners::tls::Acceptor;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::{GetSocketDigest, SocketDigest, Stream};
 use pingora_core::server::{ListenFds, ShutdownWatch};
@@ -33,8 +38,8 @@ const BACKLOG: u32 = 65535;
 const BIND_TRIES: usize = 10;
 const BIND_RETRY: Duration = Duration::from_millis(500);
 
-/// One plain-HTTP listener of the file.
-pub struct PlainListener {
+/// One http or https listener of the file.
+pub struct HttpListener {
     /// Index into the front's listeners (config order).
     pub index: usize,
     /// The address as written in the file: the key of its socket in
@@ -42,20 +47,22 @@ pub struct PlainListener {
     pub key: String,
     /// The parsed address.
     pub addr: SocketAddr,
+    /// The TLS acceptor of an https listener.
+    pub tls: Option<Arc<Acceptor>>,
 }
 
-/// The service accepting on every plain-HTTP listener.
-pub struct PlainService<A> {
+/// The service accepting on every http and https listener.
+pub struct HttpService<A> {
     front: Front<A>,
-    listeners: Vec<PlainListener>,
+    listeners: Vec<HttpListener>,
     upgrading: bool,
 }
 
-impl<A> PlainService<A> {
+impl<A> HttpService<A> {
     /// Serves `listeners` through `front`; `upgrading`: this process takes
     /// over from another (`-u`).
-    pub fn new(front: Front<A>, listeners: Vec<PlainListener>, upgrading: bool) -> PlainService<A> {
-        PlainService {
+    pub fn new(front: Front<A>, listeners: Vec<HttpListener>, upgrading: bool) -> HttpService<A> {
+        HttpService {
             front,
             listeners,
             upgrading,
@@ -64,7 +71,7 @@ impl<A> PlainService<A> {
 }
 
 #[async_trait]
-impl<A: HttpServerApp + Send + Sync + 'static> Service for PlainService<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> Service for HttpService<A> {
     async fn start_service(
         &mut self,
         fds: Option<ListenFds>,
@@ -95,8 +102,11 @@ impl<A: HttpServerApp + Send + Sync + 'static> Service for PlainService<A> {
                 tasks.push(tokio::spawn(accept_loop(
                     listener.clone(),
                     front.clone(),
-                    l.index,
-                    local,
+                    Accepting {
+                        index: l.index,
+                        local,
+                        tls: l.tls.clone(),
+                    },
                     shutdown.clone(),
                 )));
             }
@@ -118,7 +128,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> Service for PlainService<A> {
 
 /// The listening socket of `l`: the one handed over by the previous process
 /// if there is one, else a new one, registered for the next upgrade.
-async fn listen(l: &PlainListener, fds: Option<&ListenFds>) -> std::io::Result<TcpListener> {
+async fn listen(l: &HttpListener, fds: Option<&ListenFds>) -> std::io::Result<TcpListener> {
     if let Some(fd) = fds.and_then(|f| f.lock().get(&l.key).copied()) {
         // SAFETY: the descriptor came from the previous process for this
         // address and nothing else in this process uses it.
@@ -149,14 +159,24 @@ async fn listen(l: &PlainListener, fds: Option<&ListenFds>) -> std::io::Result<T
     Ok(listener)
 }
 
+/// What an accept loop needs to know of its listener.
+struct Accepting {
+    /// Index into the front's listeners.
+    index: usize,
+    /// The local address of its connections, unless it is a wildcard.
+    local: Option<SocketAddr>,
+    /// The TLS acceptor of an https listener.
+    tls: Option<Arc<Acceptor>>,
+}
+
 /// Accepts until weir stops, each connection in its own task.
 async fn accept_loop<A: HttpServerApp + Send + Sync + 'static>(
     listener: Arc<TcpListener>,
     front: Arc<Front<A>>,
-    index: usize,
-    local: Option<SocketAddr>,
+    on: Accepting,
     shutdown: ShutdownWatch,
 ) {
+    let Accepting { index, local, tls } = on;
     let mut stop = shutdown.clone();
     let stopping = stop.wait_for(|stopping| *stopping);
     tokio::pin!(stopping);
@@ -179,12 +199,20 @@ async fn accept_loop<A: HttpServerApp + Send + Sync + 'static>(
         };
         match accepted {
             Ok((tcp, peer)) => {
-                let (front, shutdown) = (front.clone(), shutdown.clone());
+                let (front, shutdown, tls) = (front.clone(), shutdown.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let stream = stream(tcp, peer, local);
-                    if let Some(l) = front.listeners.get(index) {
-                        front.serve_on(stream, l, &shutdown, true, permit).await;
-                    }
+                    let Some(l) = front.listeners.get(index) else {
+                        return;
+                    };
+                    let l4 = l4_stream(tcp, peer, local);
+                    let stream: Stream = match tls {
+                        None => Box::new(l4),
+                        Some(acceptor) => match Box::pin(secure(l4, &acceptor, l)).await {
+                            Some(s) => s,
+                            None => return,
+                        },
+                    };
+                    front.serve_on(stream, l, &shutdown, permit).await;
                 });
             }
             Err(e) => {
@@ -198,9 +226,45 @@ async fn accept_loop<A: HttpServerApp + Send + Sync + 'static>(
     }
 }
 
+/// The PROXY header (when `l` wants one) and the TLS handshake of an https
+/// connection, within the listener's header timeout each; `None` (logged)
+/// closes the connection.
+async fn secure(mut l4: L4Stream, acceptor: &Acceptor, l: &ListenerFront) -> Option<Stream> {
+    let peer = l4
+        .get_socket_digest()
+        .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
+    if l.proxy_protocol {
+        if let Err(e) = proxy_in::read_l4(&mut l4, l.header).await {
+            log::info!(
+                "listener {}: closing a connection from {peer:?}: {e}",
+                l.name
+            );
+            return None;
+        }
+    }
+    match tokio::time::timeout(l.header, acceptor.tls_handshake(l4)).await {
+        Ok(Ok(tls)) => Some(Box::new(tls)),
+        Ok(Err(e)) => {
+            log::debug!(
+                "listener {}: TLS handshake with {peer:?} failed: {e}",
+                l.name
+            );
+            None
+        }
+        Err(_) => {
+            log::debug!(
+                "listener {}: no TLS handshake from {peer:?} within {:?}",
+                l.name,
+                l.header
+            );
+            None
+        }
+    }
+}
+
 /// A Pingora stream for an accepted connection, with the socket digest
 /// Pingora's own accept gives it (peer address; local address when known).
-fn stream(tcp: TcpStream, peer: SocketAddr, local: Option<SocketAddr>) -> Stream {
+fn l4_stream(tcp: TcpStream, peer: SocketAddr, local: Option<SocketAddr>) -> L4Stream {
     // Small writes are gathered by the front (`HeadClock::coalesce_writes`),
     // so Nagle's delay would only add latency.
     let _ = tcp.set_nodelay(true);
@@ -211,16 +275,22 @@ fn stream(tcp: TcpStream, peer: SocketAddr, local: Option<SocketAddr>) -> Stream
         let _ = digest.local_addr.set(Some(local.into()));
     }
     s.set_socket_digest(digest);
-    Box::new(s)
+    s
 }
 
-impl PlainListener {
-    /// `l` at `index` among the front's listeners.
-    pub fn of(index: usize, l: &ListenerFront, key: &str) -> PlainListener {
-        PlainListener {
+impl HttpListener {
+    /// `l` at `index` among the front's listeners; `tls` for an https one.
+    pub fn of(
+        index: usize,
+        l: &ListenerFront,
+        key: &str,
+        tls: Option<Arc<Acceptor>>,
+    ) -> HttpListener {
+        HttpListener {
             index,
             key: key.to_string(),
             addr: l.addr,
+            tls,
         }
     }
 }

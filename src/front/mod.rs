@@ -1,18 +1,15 @@
 //! The connection front of the http and https listeners: what happens to a
-//! connection between Pingora's accept (and TLS handshake) and the HTTP
-//! sessions the proxy serves on it.
+//! connection between weir's accept (and TLS handshake, [`listen`]) and the
+//! HTTP sessions the proxy serves on it.
 //!
-//! All http/https listeners share one Pingora service; [`Front`] is its
-//! app, wrapping Pingora's `HttpProxy`. Per connection it finds the
-//! accepting listener by local address (the snapshot's rule,
-//! [`crate::snapshot::find_listener`]), then:
+//! All http/https listeners share one accepting service ([`listen`]);
+//! [`Front`] wraps Pingora's `HttpProxy`. Per connection it:
 //!
-//! - `max_connections`: takes one of the listener's [`Slots`]; when none
-//!   is free the connection waits, unread, until one is (see [`Slots`] for
-//!   how this differs from leaving it in the kernel backlog);
+//! - holds the listener's `max_connections` slot ([`Slots`]), taken before
+//!   the accept, so past the limit new connections wait in the kernel backlog;
 //! - counts it in `weir_connections_active{listener}`;
 //! - `proxy_protocol` on plain listeners: reads the PROXY header
-//!   ([`proxy_in`]; https listeners read it before TLS, [`proxy_in::PreTls`]);
+//!   ([`proxy_in`]; https listeners read it before the TLS handshake);
 //! - HTTP/1: runs Pingora's keep-alive loop itself (as Pingora's own
 //!   `ServerApp` for HTTP apps does) with the listener's `keepalive`, and
 //!   with the stream inside a [`clock::HeadClock`] for `timeouts.header`;
@@ -30,13 +27,11 @@ pub use clock::head_done;
 
 use crate::config::model::ListenerProtocol;
 use crate::snapshot::{find_listener, Snapshot};
-use async_trait::async_trait;
 use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ServerApp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::ShutdownWatch;
-use pingora_core::services::listening::Service;
 use pingora_proxy::{HttpProxy, ProxyHttp};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -101,21 +96,17 @@ pub fn find(listeners: &[ListenerFront], local: Option<SocketAddr>) -> Option<&L
     listeners.get(find_listener(listeners.iter().map(|l| l.addr), local)?)
 }
 
-/// A listener's `max_connections`: permits for connections being served,
-/// and a bounded line of connections waiting for one.
+/// A listener's `max_connections`: permits for connections being served.
 ///
-/// weir cannot stop accepting on one listener: Pingora's accept loop
-/// (`Service::run_endpoint` in pingora-core `services/listening.rs`) accepts
-/// and spawns every connection at once, and its per-connection filter
-/// (`ConnectionFilter`, the `connection_filter` feature) is one per service
-/// and is only told the peer address, not which endpoint accepted. So a
-/// connection past the limit is accepted and then left unread until a
-/// permit frees up: to the client this is what the kernel backlog does (the
-/// TCP handshake is done, bytes sent wait in the socket buffer), but it
-/// holds a file descriptor in weir, the TLS handshake of an https listener
-/// has already happened, and the line is bounded: at most `max` connections
-/// wait, past that they are closed at once. Waiting connections are closed
-/// when weir stops.
+/// http and https listeners take one before each accept ([`Slots::free`]),
+/// so past the limit new connections wait in the kernel backlog. tcp
+/// listeners are accepted by Pingora's accept loop, which accepts and
+/// spawns every connection at once (`Service::run_endpoint` in pingora-core
+/// `services/listening.rs`); there a connection past the limit is accepted
+/// and left unread until a permit frees up ([`Slots::enter`]): to the client
+/// this is what the backlog does, but it holds a file descriptor in weir,
+/// and the line is bounded: at most `max` connections wait, past that they
+/// are closed at once. Waiting connections are closed when weir stops.
 pub struct Slots {
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -176,8 +167,8 @@ impl Drop for Active {
     }
 }
 
-/// The app of the http/https service: the per-connection front, then
-/// Pingora's HTTP app `A`.
+/// The per-connection front of the http/https listeners, then Pingora's
+/// HTTP app `A`.
 pub struct Front<A> {
     app: Arc<A>,
     listeners: Arc<[ListenerFront]>,
@@ -217,17 +208,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> Front<A> {
     /// request and sized by the proxy's largest state (tens of KiB). An idle
     /// keep-alive client so holds its socket, the clock and this loop, not
     /// a request's worth of state.
-    async fn serve_h1(
-        &self,
-        stream: Stream,
-        l: &ListenerFront,
-        shutdown: &ShutdownWatch,
-        coalesce: bool,
-    ) {
+    async fn serve_h1(&self, stream: Stream, l: &ListenerFront, shutdown: &ShutdownWatch) {
         let mut clock = Box::new(clock::HeadClock::new(stream, l.header, l.keepalive));
-        if coalesce {
-            clock.coalesce_writes();
-        }
+        clock.coalesce_writes();
         // The first request may be slow to come only for as long as a
         // keep-alive client may idle (the header timeout without keep-alive).
         let mut idle = Idle::new(
@@ -398,31 +381,19 @@ fn carries_pipelined_bytes(settings: &HttpPersistentSettings) -> bool {
 }
 
 impl<A: HttpServerApp + Send + Sync + 'static> Front<A> {
-    /// Serves a connection accepted by listener `l` until it closes;
-    /// `coalesce`: the stream has no write buffer of its own; `permit`: its
-    /// `max_connections` slot, when taken before the accept.
+    /// Serves a connection accepted (and, on https, TLS-terminated) by
+    /// listener `l` until it closes; `_permit`: its `max_connections` slot,
+    /// taken before the accept.
     async fn serve_on(
         &self,
         mut stream: Stream,
         l: &ListenerFront,
         shutdown: &ShutdownWatch,
-        coalesce: bool,
-        permit: Option<OwnedSemaphorePermit>,
+        _permit: Option<OwnedSemaphorePermit>,
     ) {
+        let _active = l.active.as_ref().map(Active::new);
         // The rarer steps are boxed so that their state is not part of every
         // connection's future for its whole life (what an idle client costs).
-        let _permit = match (&l.slots, permit) {
-            (_, Some(p)) => Some(p),
-            (Some(slots), None) => match Box::pin(slots.enter(shutdown)).await {
-                Some(p) => Some(p),
-                None => {
-                    log::debug!("listener {}: max_connections reached; closing", l.name);
-                    return;
-                }
-            },
-            (None, None) => None,
-        };
-        let _active = l.active.as_ref().map(Active::new);
         if l.proxy_protocol && !l.tls {
             match Box::pin(proxy_in::read_on_stream(stream, l.header, &l.name)).await {
                 Some(s) => stream = s,
@@ -433,48 +404,21 @@ impl<A: HttpServerApp + Send + Sync + 'static> Front<A> {
             stream.selected_alpn_proto(),
             Some(ALPN::H2 | ALPN::Custom(_))
         ) {
-            // Pingora's h2 server, as its own `ServerApp` would run it.
+            // Pingora's h2 server, as its own `ServerApp` runs it.
             let mut next = self.app.process_new(stream, shutdown).await;
             while let Some(s) = next {
                 next = self.app.process_new(s, shutdown).await;
             }
             return;
         }
-        self.serve_h1(stream, l, shutdown, coalesce).await;
+        self.serve_h1(stream, l, shutdown).await;
     }
 }
 
-#[async_trait]
-impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Front<A> {
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        let local = proxy_in::local_addr(&*stream);
-        let Some(l) = find(&self.listeners, local) else {
-            // Fail closed, as the request path does.
-            log::warn!("connection on {local:?} matches no listener; closing it");
-            return None;
-        };
-        self.serve_on(stream, l, shutdown, false, None).await;
-        None
-    }
-
-    async fn cleanup(&self) {
-        self.app.cleanup().await;
-    }
-}
-
-/// The http/https service: Pingora's proxy app for `inner` behind the
-/// front, the pre-TLS PROXY hook when an https listener wants it, and an
-/// HTTP/2 idle limit of the longest `keepalive` among h2 listeners (Pingora
-/// has one per service). Endpoints are added by the caller.
-pub fn service<SV>(
-    conf: &Arc<ServerConf>,
-    inner: SV,
-    snap: &Snapshot,
-) -> Service<Front<HttpProxy<SV>>>
+/// The front of every http/https listener: Pingora's proxy app for `inner`,
+/// with an HTTP/2 idle limit of the longest `keepalive` among h2 listeners
+/// (Pingora has one per app).
+pub fn front<SV>(conf: &Arc<ServerConf>, inner: SV, snap: &Snapshot) -> Front<HttpProxy<SV>>
 where
     SV: ProxyHttp + Send + Sync + 'static,
     SV::CTX: Send + Sync,
@@ -492,14 +436,7 @@ where
     let mut options = HttpServerOptions::default();
     options.h2_idle_timeout = h2_idle.map(Duration::from_secs);
     app.server_options = Some(options);
-    let pre_tls = listeners.iter().any(|l| l.tls && l.proxy_protocol);
-    let mut service = Service::new("weir proxy".to_string(), Front::new(app, listeners.clone()));
-    if pre_tls {
-        service
-            .endpoints()
-            .set_pre_tls_callback(Arc::new(proxy_in::PreTls::new(listeners)));
-    }
-    service
+    Front::new(app, listeners)
 }
 
 #[cfg(test)]

@@ -5,31 +5,18 @@
 //! proxies, X-Forwarded-For, logs) finds it. The local address stays the
 //! socket's, so the accepting listener is still told by its address.
 //!
-//! https listeners read it before the TLS handshake through Pingora's
-//! `PreTlsProcess` hook ([`PreTls`]), which Pingora runs for every TLS
-//! endpoint of the service (never for plain ones), so it picks the
-//! connection's listener by local address with the snapshot's rule; plain
-//! http listeners read it in the connection front ([`read_on_stream`]).
+//! https listeners read it before the TLS handshake, in the accept task
+//! ([`read_l4`], from `super::listen`); plain http listeners read it in the
+//! connection front ([`read_on_stream`]).
 
-use super::ListenerFront;
 use crate::proxy_protocol;
-use async_trait::async_trait;
-use pingora_core::listeners::PreTlsProcess;
 use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::{GetSocketDigest, SocketDigest, Stream, IO};
 use pingora_error::{Error, ErrorType, Result};
 use std::net::SocketAddr;
 use std::os::unix::io::AsRawFd;
-use std::sync::Arc;
 use std::time::Duration;
-
-/// The socket's local address (the listener side).
-pub fn local_addr<S: GetSocketDigest + ?Sized>(stream: &S) -> Option<SocketAddr> {
-    stream
-        .get_socket_digest()
-        .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied())
-}
 
 /// The socket's peer address as the digest has it.
 fn peer_addr<S: GetSocketDigest + ?Sized>(stream: &S) -> Option<SocketAddr> {
@@ -82,43 +69,5 @@ pub async fn read_on_stream(stream: Stream, limit: Duration, listener: &str) -> 
             log::info!("listener {listener}: closing a connection from {peer:?}: {e}");
             None
         }
-    }
-}
-
-/// Pingora's pre-TLS hook: reads the PROXY header on the https listeners
-/// that want one, and lets the others' connections through untouched.
-pub struct PreTls {
-    listeners: Arc<[ListenerFront]>,
-}
-
-impl PreTls {
-    /// The hook for a service whose listeners are `listeners`.
-    pub fn new(listeners: Arc<[ListenerFront]>) -> PreTls {
-        PreTls { listeners }
-    }
-}
-
-#[async_trait]
-impl PreTlsProcess for PreTls {
-    async fn process(&self, stream: &mut L4Stream) -> Result<()> {
-        let local = local_addr(stream);
-        let Some(l) = super::find(&self.listeners, local) else {
-            // Fail closed, as the request path does.
-            return Error::e_explain(
-                ErrorType::ConnectionClosed,
-                format!("connection on {local:?} matches no listener"),
-            );
-        };
-        if !l.proxy_protocol {
-            return Ok(());
-        }
-        let peer = peer_addr(stream);
-        read_l4(stream, l.header).await.map(|_| ()).map_err(|e| {
-            log::info!(
-                "listener {}: closing a connection from {peer:?}: {e}",
-                l.name
-            );
-            e
-        })
     }
 }
