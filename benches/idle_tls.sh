@@ -24,13 +24,17 @@ log() { printf '[idle_tls.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 [ -x "$WEIR_BIN" ] || die "no $WEIR_BIN (cargo build --release --bin weir)"
-for c in nginx openssl curl python3; do command -v $c >/dev/null || die "needs $c"; done
+for c in nginx openssl curl python3 pkill; do command -v $c >/dev/null || die "needs $c"; done
 ulimit -n $((N * 2 + 256)) || die "cannot raise the open-files limit to $((N * 2 + 256))"
 
 T=$(mktemp -d /tmp/weir-idle-tls.XXXXXX)
 PIDS=()
 cleanup() {
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    # nginx masters' workers first: a killed master leaves them running
+    for p in "${PIDS[@]}"; do
+        pkill -KILL -P "$p" 2>/dev/null || true
+        kill -KILL "$p" 2>/dev/null || true
+    done
     rm -rf "$T"
 }
 trap cleanup EXIT INT TERM
@@ -125,6 +129,7 @@ measure() {
     printf '%s\t%s\n' "$name" "$kib" >>"$T/results"
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    pkill -KILL -P "$pid" 2>/dev/null || true
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
 }
