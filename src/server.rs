@@ -14,11 +14,9 @@ use crate::front::listen::{HttpListener, HttpService};
 use crate::live::Live;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
-use crate::tcp::TcpApp;
+use crate::tcp::{TcpApp, TcpService};
 use crate::values::{parse_admin_listen, AdminListen};
 use async_trait::async_trait;
-use pingora_core::listeners::ListenerConfig;
-use pingora_core::protocols::l4::stream::L4BufferSettings;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{ExecutionPhase, Server, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
@@ -26,12 +24,6 @@ use pingora_core::services::listening::Service;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-
-/// Read buffer of each client connection. Pingora's default is 64 KiB per
-/// connection, which is most of what an idle keep-alive client costs; its
-/// HTTP/1 parser reads into its own 4 KiB buffer anyway, so plain HTTP
-/// listeners read straight from the socket (measured in benches/README.md).
-pub const DOWNSTREAM_READ_BUFFER: usize = 0;
 
 /// Default `grace_period_seconds` (Pingora's is 300).
 pub const DEFAULT_GRACE_PERIOD: u64 = 5;
@@ -179,12 +171,9 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
     for (i, l) in cfg.listeners.iter().enumerate() {
         match l.protocol {
             ListenerProtocol::Tcp => {
-                let endpoint =
-                    ListenerConfig::tcp(l.address.as_str()).l4_buffer(L4BufferSettings {
-                        read: Some(DOWNSTREAM_READ_BUFFER),
-                        write: None,
-                    });
-                tcp.push((i, l.name.as_str(), endpoint));
+                if let Some(f) = front.listener(i) {
+                    tcp.push((i, l.name.as_str(), l.address.as_str(), f.addr));
+                }
             }
             // http and https are accepted by weir itself (what an idle
             // connection costs, `max_connections`: see `crate::front::listen`).
@@ -214,9 +203,9 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
             .unwrap_or(DEFAULT_GRACE_PERIOD),
     )
     .saturating_sub(std::time::Duration::from_millis(500));
-    for (i, name, endpoint) in tcp {
+    for (i, name, key, addr) in tcp {
         let app = TcpApp::new(name, i, live.snapshot.clone(), access_log.clone(), grace);
-        server.add_service(crate::tcp::service(app, endpoint));
+        server.add_service(TcpService::new(app, key, addr, flags.upgrade));
     }
     if let Some(admin) = &cfg.admin {
         let listen = parse_admin_listen(&admin.listen).ok_or("invalid admin.listen")?;

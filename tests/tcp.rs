@@ -643,6 +643,52 @@ fn max_connections_makes_the_next_connection_wait() {
     assert_eq!(&got, b"a\n2");
 }
 
+#[test]
+fn past_max_connections_waiting_connections_stay_in_the_backlog() {
+    let a = EchoBackend::start("a");
+    let listen = free_addr();
+    let _weir = start(
+        &config(
+            listen,
+            "pool",
+            "",
+            &format!("  pool: {{ backends: [\"{}\"] }}", a.addr),
+        )
+        .replace("protocol: tcp,", "protocol: tcp, max_connections: 1,"),
+        listen,
+    );
+    let mut served = TcpStream::connect(listen).unwrap();
+    served.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    served.write_all(b"0").unwrap();
+    let mut got = [0u8; 3];
+    served.read_exact(&mut got).unwrap();
+    // Three more than the limit: none is served, none is closed.
+    let mut waiting: Vec<TcpStream> = (1..=3)
+        .map(|i| {
+            let mut c = TcpStream::connect(listen).unwrap();
+            c.write_all(i.to_string().as_bytes()).unwrap();
+            c.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            c
+        })
+        .collect();
+    for c in &mut waiting {
+        let mut one = [0u8; 1];
+        match c.read(&mut one) {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            other => panic!("served or closed past max_connections: {other:?}"),
+        }
+    }
+    drop(served);
+    // One at a time, each served when the one before it leaves.
+    for (i, mut c) in waiting.into_iter().enumerate() {
+        c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(got, *format!("a\n{}", i + 1).as_bytes());
+        drop(c);
+    }
+}
+
 /// Runs `weir check` on `text`; returns (exit code, stderr, file path).
 fn check(text: &str) -> (Option<i32>, String, String) {
     let dir = TestDir::create();

@@ -17,7 +17,7 @@
 //! Pingora's rustls acceptor, both boxed (they do not size the connection's
 //! task) and both within the listener's `timeouts.header`.
 
-use super::{proxy_in, Front, ListenerFront};
+use super::{proxy_in, Front, ListenerFront, Slots};
 use async_trait::async_trait;
 use pingora_core::apps::{HttpServerApp, ServerApp};
 use pingora_core::listeners::tls::Acceptor;
@@ -25,11 +25,13 @@ use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::{GetSocketDigest, SocketDigest, Stream};
 use pingora_core::server::{ListenFds, ShutdownWatch};
 use pingora_core::services::Service;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// The kernel's accept queue per listener (Pingora's value).
 const BACKLOG: u32 = 65535;
@@ -81,33 +83,37 @@ impl<A: HttpServerApp + Send + Sync + 'static> Service for HttpService<A> {
         let front = Arc::new(self.front.clone());
         let mut tasks = Vec::new();
         for l in &self.listeners {
-            let listener = match listen(l, fds.as_ref()).await {
-                Ok(listener) => Arc::new(listener),
-                Err(e) if self.upgrading => {
-                    // The old process is already handing over: stopping
-                    // here would leave no one serving the other listeners.
-                    log::error!("cannot listen on {}: {e}; serving without it", l.key);
-                    continue;
-                }
-                Err(e) => {
-                    // As nginx: a listener that cannot listen stops start-up.
-                    log::error!("cannot listen on {}: {e}", l.key);
-                    std::process::exit(1);
-                }
+            let Some(listener) = bind(&l.key, l.addr, fds.as_ref(), self.upgrading).await else {
+                continue;
             };
-            // The local address is known unless the socket is a wildcard
-            // one: no getsockname per connection.
-            let local = (!l.addr.ip().is_unspecified()).then_some(l.addr);
+            let Some(lf) = front.listeners.get(l.index) else {
+                continue;
+            };
             for _ in 0..listeners_per_fd.max(1) {
+                let (front, tls, index) = (front.clone(), l.tls.clone(), l.index);
+                let down = shutdown.clone();
+                let serve = move |l4: L4Stream, permit: Option<OwnedSemaphorePermit>| {
+                    let (front, tls, shutdown) = (front.clone(), tls.clone(), down.clone());
+                    async move {
+                        let Some(l) = front.listeners.get(index) else {
+                            return;
+                        };
+                        let stream: Stream = match tls {
+                            None => Box::new(l4),
+                            Some(acceptor) => match Box::pin(secure(l4, &acceptor, l)).await {
+                                Some(s) => s,
+                                None => return,
+                            },
+                        };
+                        front.serve_on(stream, l, &shutdown, permit).await;
+                    }
+                };
                 tasks.push(tokio::spawn(accept_loop(
                     listener.clone(),
-                    front.clone(),
-                    Accepting {
-                        index: l.index,
-                        local,
-                        tls: l.tls.clone(),
-                    },
+                    lf.slots.clone(),
+                    l.addr,
                     shutdown.clone(),
+                    serve,
                 )));
             }
         }
@@ -126,10 +132,38 @@ impl<A: HttpServerApp + Send + Sync + 'static> Service for HttpService<A> {
     }
 }
 
-/// The listening socket of `l`: the one handed over by the previous process
-/// if there is one, else a new one, registered for the next upgrade.
-async fn listen(l: &HttpListener, fds: Option<&ListenFds>) -> std::io::Result<TcpListener> {
-    if let Some(fd) = fds.and_then(|f| f.lock().get(&l.key).copied()) {
+/// The listening socket for `addr` (written `key` in the file), or `None`
+/// when this process serves without it: a fresh start that cannot listen
+/// exits (as nginx does), the new process of an upgrade logs it and serves
+/// the other listeners (the old one is already handing over).
+pub(crate) async fn bind(
+    key: &str,
+    addr: SocketAddr,
+    fds: Option<&ListenFds>,
+    upgrading: bool,
+) -> Option<Arc<TcpListener>> {
+    match listen(key, addr, fds).await {
+        Ok(listener) => Some(Arc::new(listener)),
+        Err(e) if upgrading => {
+            log::error!("cannot listen on {key}: {e}; serving without it");
+            None
+        }
+        Err(e) => {
+            log::error!("cannot listen on {key}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// The listening socket of `addr`: the one handed over by the previous
+/// process under `key` if there is one, else a new one, registered for the
+/// next upgrade.
+async fn listen(
+    key: &str,
+    addr: SocketAddr,
+    fds: Option<&ListenFds>,
+) -> std::io::Result<TcpListener> {
+    if let Some(fd) = fds.and_then(|f| f.lock().get(key).copied()) {
         // SAFETY: the descriptor came from the previous process for this
         // address and nothing else in this process uses it.
         let std = unsafe { std::net::TcpListener::from_raw_fd(fd) };
@@ -138,52 +172,49 @@ async fn listen(l: &HttpListener, fds: Option<&ListenFds>) -> std::io::Result<Tc
     }
     let mut tries = 0;
     let listener = loop {
-        let socket = match l.addr {
+        let socket = match addr {
             SocketAddr::V4(_) => TcpSocket::new_v4()?,
             SocketAddr::V6(_) => TcpSocket::new_v6()?,
         };
         socket.set_reuseaddr(true)?;
-        match socket.bind(l.addr) {
+        match socket.bind(addr) {
             Ok(()) => break socket.listen(BACKLOG)?,
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries + 1 < BIND_TRIES => {
                 tries += 1;
-                log::warn!("{} is in use, trying again", l.key);
+                log::warn!("{key} is in use, trying again");
                 tokio::time::sleep(BIND_RETRY).await;
             }
             Err(e) => return Err(e),
         }
     };
     if let Some(f) = fds {
-        f.lock().add(l.key.clone(), listener.as_raw_fd());
+        f.lock().add(key.to_string(), listener.as_raw_fd());
     }
     Ok(listener)
 }
 
-/// What an accept loop needs to know of its listener.
-struct Accepting {
-    /// Index into the front's listeners.
-    index: usize,
-    /// The local address of its connections, unless it is a wildcard.
-    local: Option<SocketAddr>,
-    /// The TLS acceptor of an https listener.
-    tls: Option<Arc<Acceptor>>,
-}
-
-/// Accepts until weir stops, each connection in its own task.
-async fn accept_loop<A: HttpServerApp + Send + Sync + 'static>(
+/// Accepts on `listener` until weir stops, handing each connection (with
+/// the socket digest Pingora's accept gives it) and its `max_connections`
+/// permit to `serve` in a task of its own. With `slots`, a permit is taken
+/// before each accept: past the limit new connections wait in the kernel
+/// backlog until a served one closes.
+pub(crate) async fn accept_loop<F, Fut>(
     listener: Arc<TcpListener>,
-    front: Arc<Front<A>>,
-    on: Accepting,
+    slots: Option<Arc<Slots>>,
+    addr: SocketAddr,
     shutdown: ShutdownWatch,
-) {
-    let Accepting { index, local, tls } = on;
+    serve: F,
+) where
+    F: Fn(L4Stream, Option<OwnedSemaphorePermit>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    // The local address is known unless the socket is a wildcard one: no
+    // getsockname per connection.
+    let local = (!addr.ip().is_unspecified()).then_some(addr);
     let mut stop = shutdown.clone();
     let stopping = stop.wait_for(|stopping| *stopping);
     tokio::pin!(stopping);
-    let slots = front.listeners.get(index).and_then(|l| l.slots.clone());
     loop {
-        // Past `max_connections` nothing is accepted: new connections wait
-        // in the kernel backlog until a served one closes.
         let permit = match &slots {
             Some(slots) => tokio::select! {
                 biased;
@@ -199,21 +230,7 @@ async fn accept_loop<A: HttpServerApp + Send + Sync + 'static>(
         };
         match accepted {
             Ok((tcp, peer)) => {
-                let (front, shutdown, tls) = (front.clone(), shutdown.clone(), tls.clone());
-                tokio::spawn(async move {
-                    let Some(l) = front.listeners.get(index) else {
-                        return;
-                    };
-                    let l4 = l4_stream(tcp, peer, local);
-                    let stream: Stream = match tls {
-                        None => Box::new(l4),
-                        Some(acceptor) => match Box::pin(secure(l4, &acceptor, l)).await {
-                            Some(s) => s,
-                            None => return,
-                        },
-                    };
-                    front.serve_on(stream, l, &shutdown, permit).await;
-                });
+                tokio::spawn(serve(l4_stream(tcp, peer, local), permit));
             }
             Err(e) => {
                 log::error!("accept() failed: {e}");

@@ -36,7 +36,6 @@ use pingora_proxy::{HttpProxy, ProxyHttp};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -97,29 +96,17 @@ pub fn find(listeners: &[ListenerFront], local: Option<SocketAddr>) -> Option<&L
 }
 
 /// A listener's `max_connections`: permits for connections being served.
-///
-/// http and https listeners take one before each accept ([`Slots::free`]),
-/// so past the limit new connections wait in the kernel backlog. tcp
-/// listeners are accepted by Pingora's accept loop, which accepts and
-/// spawns every connection at once (`Service::run_endpoint` in pingora-core
-/// `services/listening.rs`); there a connection past the limit is accepted
-/// and left unread until a permit frees up ([`Slots::enter`]): to the client
-/// this is what the backlog does, but it holds a file descriptor in weir,
-/// and the line is bounded: at most `max` connections wait, past that they
-/// are closed at once. Waiting connections are closed when weir stops.
+/// weir's accept loop takes one before each accept ([`Slots::free`]), so
+/// past the limit new connections wait in the kernel backlog.
 pub struct Slots {
     permits: Arc<Semaphore>,
-    waiting: AtomicUsize,
-    max: usize,
 }
 
 impl Slots {
-    /// `max` connections at once, and as many waiting.
+    /// `max` connections at once.
     pub fn new(max: usize) -> Slots {
         Slots {
             permits: Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))),
-            waiting: AtomicUsize::new(0),
-            max,
         }
     }
 
@@ -129,25 +116,6 @@ impl Slots {
     /// is closed, which weir never does.
     pub async fn free(&self) -> Option<OwnedSemaphorePermit> {
         self.permits.clone().acquire_owned().await.ok()
-    }
-
-    /// A permit for one connection, waiting for one if needed; `None` when
-    /// the line is full or weir is stopping (close the connection).
-    pub async fn enter(&self, shutdown: &ShutdownWatch) -> Option<OwnedSemaphorePermit> {
-        if let Ok(p) = self.permits.clone().try_acquire_owned() {
-            return Some(p);
-        }
-        if self.waiting.fetch_add(1, Relaxed) >= self.max {
-            self.waiting.fetch_sub(1, Relaxed);
-            return None;
-        }
-        let mut stop = shutdown.clone();
-        let permit = tokio::select! {
-            p = self.permits.clone().acquire_owned() => p.ok(),
-            _ = stop.wait_for(|stopping| *stopping) => None,
-        };
-        self.waiting.fetch_sub(1, Relaxed);
-        permit
     }
 }
 

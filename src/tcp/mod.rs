@@ -1,10 +1,11 @@
-//! `tcp` listeners: each is its own Pingora listening service (so a
-//! graceful upgrade hands its socket over like the others) whose app relays
-//! bytes both ways between a client and one backend of the listener's
-//! upstream group.
+//! `tcp` listeners: each is its own Pingora service, accepting through
+//! weir's accept loop ([`crate::front::listen`]: its socket is handed over
+//! on a graceful upgrade like the others), that relays bytes both ways
+//! between a client and one backend of the listener's upstream group.
 //!
-//! Per connection: a `max_connections` slot is taken (waiting for one, as
-//! the http front does), the PROXY header is read when the listener has
+//! Per connection: a `max_connections` slot is taken before the accept (past
+//! the limit new connections wait in the kernel backlog, as on http
+//! listeners), the PROXY header is read when the listener has
 //! `proxy_protocol`, the group is read from the live snapshot (a reload may
 //! point the listener at another group), a backend is chosen and connected
 //! to with one retry on another backend ([`connect`]), bytes are relayed
@@ -16,18 +17,19 @@ mod record;
 mod relay;
 
 use crate::access_log::AccessLog;
+use crate::front::listen::{accept_loop, bind};
 use crate::front::Slots;
 use crate::snapshot::SharedSnapshot;
 use async_trait::async_trait;
-use pingora_core::apps::ServerApp;
-use pingora_core::listeners::ListenerConfig;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::Stream;
-use pingora_core::server::ShutdownWatch;
-use pingora_core::services::listening::Service;
+use pingora_core::server::{ListenFds, ShutdownWatch};
+use pingora_core::services::Service;
 use record::{Line, Outcome};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// The app of one tcp listener.
 pub struct TcpApp {
@@ -40,7 +42,7 @@ pub struct TcpApp {
     /// How long open tunnels may go on once weir starts stopping.
     grace: Duration,
     /// `max_connections`.
-    slots: Option<Slots>,
+    slots: Option<Arc<Slots>>,
     /// `proxy_protocol`: the longest wait for the header.
     proxy_header: Option<Duration>,
     active: Option<prometheus::IntGauge>,
@@ -73,7 +75,7 @@ impl TcpApp {
             snapshot,
             access_log,
             grace,
-            slots: max.map(Slots::new),
+            slots: max.map(|n| Arc::new(Slots::new(n))),
             proxy_header,
             active,
             total,
@@ -119,11 +121,69 @@ impl TcpApp {
     }
 }
 
-/// The listening service of one tcp listener, accepting on `endpoint`.
-pub fn service(app: TcpApp, endpoint: ListenerConfig) -> Service<TcpApp> {
-    let mut service = Service::new(format!("weir tcp {}", app.name), app);
-    service.add_listener(endpoint);
-    service
+/// The service of one tcp listener.
+pub struct TcpService {
+    app: Arc<TcpApp>,
+    /// The service's name (Pingora logs it).
+    name: String,
+    /// The address as written in the file: its socket's key on upgrade.
+    key: String,
+    addr: SocketAddr,
+    /// This process takes over from another (`-u`).
+    upgrading: bool,
+}
+
+impl TcpService {
+    /// `app` accepting on `addr`, written `key` in the file.
+    pub fn new(app: TcpApp, key: &str, addr: SocketAddr, upgrading: bool) -> TcpService {
+        TcpService {
+            name: format!("weir tcp {}", app.name),
+            app: Arc::new(app),
+            key: key.to_string(),
+            addr,
+            upgrading,
+        }
+    }
+}
+
+#[async_trait]
+impl Service for TcpService {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+    ) {
+        let Some(listener) = bind(&self.key, self.addr, fds.as_ref(), self.upgrading).await else {
+            return;
+        };
+        let mut tasks = Vec::new();
+        for _ in 0..listeners_per_fd.max(1) {
+            let (app, down) = (self.app.clone(), shutdown.clone());
+            let serve = move |l4: L4Stream, permit: Option<OwnedSemaphorePermit>| {
+                let (app, shutdown) = (app.clone(), down.clone());
+                async move { app.process(Box::new(l4), &shutdown, permit).await }
+            };
+            tasks.push(tokio::spawn(accept_loop(
+                listener.clone(),
+                self.app.slots.clone(),
+                self.addr,
+                shutdown.clone(),
+                serve,
+            )));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        Some(vec![self.key.clone()])
+    }
 }
 
 /// Decrements the active-connections gauge when dropped.
@@ -150,13 +210,15 @@ fn local_addr(stream: &Stream) -> Option<SocketAddr> {
     digest.local_addr()?.as_inet().copied()
 }
 
-#[async_trait]
-impl ServerApp for TcpApp {
-    async fn process_new(
-        self: &Arc<Self>,
+impl TcpApp {
+    /// One accepted connection, holding its `max_connections` permit, from
+    /// the accept to its access-log line.
+    async fn process(
+        &self,
         client: Stream,
         shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
+        _permit: Option<OwnedSemaphorePermit>,
+    ) {
         let start = Instant::now();
         if let Some(c) = &self.total {
             c.inc();
@@ -166,18 +228,6 @@ impl ServerApp for TcpApp {
         }
         let active = Active(self.active.clone());
         let mut line = Line::new(&self.name, start);
-        let _slot = match &self.slots {
-            None => None,
-            Some(slots) => match slots.enter(shutdown).await {
-                Some(permit) => Some(permit),
-                None => {
-                    line.client = peer_addr(&client).map(|a| a.ip());
-                    drop(active);
-                    line.finish(Outcome::Overloaded, self.access_log.as_deref());
-                    return None;
-                }
-            },
-        };
         let client = match self.proxy_header {
             None => Some(client),
             Some(limit) => {
@@ -195,6 +245,5 @@ impl ServerApp for TcpApp {
         // Closed (and so no longer active) before its line is written.
         drop(active);
         line.finish(outcome, self.access_log.as_deref());
-        None
     }
 }

@@ -1,8 +1,8 @@
 //! The access-log line of a tcp connection: one per connection, written when
 //! it ends, with how it ended as a status code in HTTP's terms (200 closed,
 //! 400 bad PROXY header, 499 client error, 502 connect failed or backend
-//! error, 503 no backend, no `max_connections` slot, or closed by a stop
-//! after the grace period, 504 idle timeout).
+//! error, 503 no backend or closed by a stop after the grace period, 504
+//! idle timeout).
 
 use super::relay::End;
 use crate::access_log::{AccessLog, Entry};
@@ -13,9 +13,6 @@ use std::time::Instant;
 /// How a tcp connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// `max_connections` were busy and the waiting line was full (or weir
-    /// stopped while it waited).
-    Overloaded,
     /// `proxy_protocol` is on and the connection did not start with a
     /// valid PROXY header in time.
     BadProxyHeader,
@@ -35,7 +32,7 @@ impl Outcome {
             Outcome::BadProxyHeader => 400,
             Outcome::Ended(End::ClientError) => 499,
             Outcome::ConnectFailed | Outcome::Ended(End::BackendError) => 502,
-            Outcome::NoBackend | Outcome::Overloaded | Outcome::Ended(End::Stopping) => 503,
+            Outcome::NoBackend | Outcome::Ended(End::Stopping) => 503,
             Outcome::Ended(End::Idle) => 504,
         }
     }
