@@ -606,11 +606,9 @@ fn proxy_protocol_in_and_out() {
     assert_eq!(lines[1]["backend"], "-", "{}", lines[1]);
 }
 
-#[test]
-fn max_connections_makes_the_next_connection_wait() {
-    let a = EchoBackend::start("a");
-    let listen = free_addr();
-    let _weir = start(
+/// weir with one tcp listener of `max_connections: 1` in front of `a`.
+fn start_with_one_slot(listen: SocketAddr, a: &EchoBackend) -> WeirProcess {
+    start(
         &config(
             listen,
             "pool",
@@ -619,7 +617,14 @@ fn max_connections_makes_the_next_connection_wait() {
         )
         .replace("protocol: tcp,", "protocol: tcp, max_connections: 1,"),
         listen,
-    );
+    )
+}
+
+#[test]
+fn max_connections_makes_the_next_connection_wait() {
+    let a = EchoBackend::start("a");
+    let listen = free_addr();
+    let _weir = start_with_one_slot(listen, &a);
     let mut first = TcpStream::connect(listen).unwrap();
     first.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     first.write_all(b"1").unwrap();
@@ -647,16 +652,7 @@ fn max_connections_makes_the_next_connection_wait() {
 fn past_max_connections_waiting_connections_stay_in_the_backlog() {
     let a = EchoBackend::start("a");
     let listen = free_addr();
-    let _weir = start(
-        &config(
-            listen,
-            "pool",
-            "",
-            &format!("  pool: {{ backends: [\"{}\"] }}", a.addr),
-        )
-        .replace("protocol: tcp,", "protocol: tcp, max_connections: 1,"),
-        listen,
-    );
+    let _weir = start_with_one_slot(listen, &a);
     let mut served = TcpStream::connect(listen).unwrap();
     served.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     served.write_all(b"0").unwrap();

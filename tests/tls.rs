@@ -287,6 +287,23 @@ fn min_version_13_refuses_tls12_sessions() {
     assert_eq!(b.requests(), 1, "the TLS 1.2 request reached no backend");
 }
 
+/// weir with one https listener (certificate for `a.test`) that also has
+/// `listener_keys`, in front of backend `b`.
+fn https_with(listener_keys: &str) -> (TestDir, Ca, TestBackend, SocketAddr, WeirProcess) {
+    let dir = TestDir::create();
+    let ca = ca();
+    let (c, k) = leaf(dir.path(), "a", &ca, &["a.test"], None);
+    let b = TestBackend::start("b");
+    let listen = free_addr();
+    let tls = format!(
+        "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}] }}\n    {listener_keys}",
+        c.display(),
+        k.display()
+    );
+    let w = WeirProcess::start(&config(listen, b.addr(), &tls), listen);
+    (dir, ca, b, listen, w)
+}
+
 /// A tokio runtime and a TLS client trusting `ca`, for raw handshakes.
 fn tls_client(ca: &Ca) -> (tokio::runtime::Runtime, pingora_rustls::TlsConnector) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -304,17 +321,7 @@ fn tls_client(ca: &Ca) -> (tokio::runtime::Runtime, pingora_rustls::TlsConnector
 
 #[test]
 fn past_max_connections_https_clients_wait_in_the_backlog_before_their_handshake() {
-    let dir = TestDir::create();
-    let ca = ca();
-    let (c, k) = leaf(dir.path(), "a", &ca, &["a.test"], None);
-    let b = TestBackend::start("b");
-    let listen = free_addr();
-    let tls = format!(
-        "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}] }}\n    max_connections: 1",
-        c.display(),
-        k.display()
-    );
-    let _w = WeirProcess::start(&config(listen, b.addr(), &tls), listen);
+    let (_dir, ca, _b, listen, _w) = https_with("max_connections: 1");
     let (rt, connector) = tls_client(&ca);
     let name = || pingora_rustls::ServerName::try_from("a.test").unwrap();
     rt.block_on(async {
@@ -338,17 +345,7 @@ fn past_max_connections_https_clients_wait_in_the_backlog_before_their_handshake
 
 #[test]
 fn a_client_that_never_starts_its_handshake_is_closed_at_the_header_timeout() {
-    let dir = TestDir::create();
-    let ca = ca();
-    let (c, k) = leaf(dir.path(), "a", &ca, &["a.test"], None);
-    let b = TestBackend::start("b");
-    let listen = free_addr();
-    let tls = format!(
-        "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}] }}\n    timeouts: {{ header: 1s }}",
-        c.display(),
-        k.display()
-    );
-    let _w = WeirProcess::start(&config(listen, b.addr(), &tls), listen);
+    let (_dir, ca, _b, listen, _w) = https_with("timeouts: { header: 1s }");
     let mut silent = std::net::TcpStream::connect(listen).unwrap();
     silent
         .set_read_timeout(Some(Duration::from_secs(10)))
