@@ -4,12 +4,19 @@
 //! new snapshot swapped in; upstream groups whose definition did not change
 //! are reused, so their health and counters survive.
 
+mod backend_ops;
+mod file_diff;
+mod inputs;
+
 use crate::compile::{self, compile};
-use crate::config::model::{BackendEntry, FileConfig, ListenerConfig};
+use crate::config::model::FileConfig;
 use crate::config::Issue;
-use crate::overlay::{BackendState, Op, Overlay};
+use crate::overlay::{Op, Overlay};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use arc_swap::ArcSwap;
+use file_diff::needs_upgrade;
+pub use file_diff::summarize;
+use inputs::Inputs;
 use log::{error, info, warn};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,69 +27,6 @@ use std::time::{Duration, Instant};
 
 /// How often a backend deleted while busy is looked at.
 const LEAVING_POLL: Duration = Duration::from_millis(50);
-
-/// What a snapshot is built from.
-struct Inputs {
-    /// Shared: the DNS service reads it five times a second, admin
-    /// changes copy it into the next inputs.
-    file_config: Arc<FileConfig>,
-    overlay: Overlay,
-    dns: BTreeMap<String, Vec<(SocketAddr, u32)>>,
-    /// Backends deleted through the admin API while requests were in flight
-    /// on them (upstream → address → their change before the delete): the
-    /// overlay has them removed (so a restart forgets them), the snapshot
-    /// keeps them `draining` until their last request finishes.
-    leaving: BTreeMap<String, BTreeMap<String, Op>>,
-}
-
-impl Inputs {
-    /// The file with the admin changes, discovered backends and leaving
-    /// backends applied: what is compiled.
-    fn effective(&self) -> FileConfig {
-        if self.leaving.is_empty() {
-            return self.overlay.apply(&self.file_config, &self.dns);
-        }
-        let mut overlay = self.overlay.clone();
-        for (upstream, addrs) in &self.leaving {
-            for (addr, before) in addrs {
-                if still_leaving(&self.overlay, upstream, addr) {
-                    overlay
-                        .upstreams
-                        .entry(upstream.clone())
-                        .or_default()
-                        .insert(addr.clone(), before.clone());
-                }
-            }
-        }
-        overlay.apply(&self.file_config, &self.dns)
-    }
-
-    /// The same inputs with `overlay` (an admin change or a reload):
-    /// leaving backends the change brought back are no longer leaving.
-    fn with_overlay(&self, overlay: Overlay) -> Inputs {
-        let mut leaving = self.leaving.clone();
-        for (upstream, addrs) in leaving.iter_mut() {
-            addrs.retain(|addr, _| still_leaving(&overlay, upstream, addr));
-        }
-        leaving.retain(|_, addrs| !addrs.is_empty());
-        Inputs {
-            file_config: self.file_config.clone(),
-            overlay,
-            dns: self.dns.clone(),
-            leaving,
-        }
-    }
-}
-
-/// Whether the overlay still has `addr` of `upstream` deleted (no later
-/// change added it back or altered it).
-fn still_leaving(overlay: &Overlay, upstream: &str, addr: &str) -> bool {
-    overlay
-        .upstreams
-        .get(upstream)
-        .and_then(|ops| ops.get(addr))
-        .is_none_or(|op| op.removed)
-}
 
 /// What `DELETE` of a backend did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,80 +76,6 @@ pub fn state_file_path(cfg: &FileConfig, config_dir: &Path) -> Option<PathBuf> {
         .state_file
         .as_ref()
         .map(|p| config_dir.join(p))
-}
-
-/// What differs between two configs, for the reload message.
-pub fn summarize(old: &FileConfig, new: &FileConfig) -> String {
-    let mut parts = Vec::new();
-    if old.routes != new.routes {
-        parts.push(format!(
-            "routes ({} → {})",
-            old.routes.len(),
-            new.routes.len()
-        ));
-    }
-    let mut changed: Vec<&str> = Vec::new();
-    for (name, u) in &new.upstreams {
-        match old.upstreams.get(name) {
-            Some(o) if o == u => {}
-            Some(_) => changed.push(name),
-            None => parts.push(format!("upstream {name} added")),
-        }
-    }
-    for name in old.upstreams.keys() {
-        if !new.upstreams.contains_key(name) {
-            parts.push(format!("upstream {name} removed"));
-        }
-    }
-    if !changed.is_empty() {
-        parts.push(format!("upstreams changed: {}", changed.join(", ")));
-    }
-    for (o, n) in old.listeners.iter().zip(&new.listeners) {
-        if o.upstream != n.upstream {
-            parts.push(format!(
-                "listener {} upstream {} → {}",
-                n.name,
-                o.upstream.as_deref().unwrap_or("-"),
-                n.upstream.as_deref().unwrap_or("-")
-            ));
-        }
-    }
-    if old.log != new.log {
-        parts.push("log".into());
-    }
-    if old.trusted_proxies != new.trusted_proxies {
-        parts.push("trusted_proxies".into());
-    }
-    if parts.is_empty() {
-        "no changes".into()
-    } else {
-        parts.join("; ")
-    }
-}
-
-/// The listeners with each tcp listener's `upstream` left out: the one
-/// listener key a live reload may change (the snapshot says which group a
-/// tcp listener relays to, and each connection reads it).
-fn bound_listeners(cfg: &FileConfig) -> Vec<ListenerConfig> {
-    cfg.listeners
-        .iter()
-        .map(|l| ListenerConfig {
-            upstream: None,
-            ..l.clone()
-        })
-        .collect()
-}
-
-fn needs_upgrade(old: &FileConfig, new: &FileConfig) -> Option<&'static str> {
-    if old.server != new.server {
-        Some("the server section changed; this needs `weir upgrade` (a new process)")
-    } else if bound_listeners(old) != bound_listeners(new) {
-        Some("listeners changed; this needs `weir upgrade` (a new process)")
-    } else if old.admin != new.admin {
-        Some("the admin section changed; this needs `weir upgrade` (a new process)")
-    } else {
-        None
-    }
 }
 
 impl Live {
@@ -424,160 +294,6 @@ impl Live {
         Ok(())
     }
 
-    /// `POST /upstreams/{name}/backends`.
-    pub fn add_backend(&self, upstream: &str, address: &str, weight: u32) -> Result<(), ApiError> {
-        let addr: SocketAddr = address
-            .parse()
-            .map_err(|_| ApiError(400, format!("invalid address {address:?}; write ip:port")))?;
-        if weight == 0 || weight > 1000 {
-            return Err(ApiError(400, "weight must be 1..=1000".into()));
-        }
-        let key = addr.to_string();
-        self.change(upstream, |overlay, effective| {
-            if has_backend(effective, upstream, &key) {
-                return Err(ApiError(
-                    409,
-                    format!("{key} is already a backend of {upstream}"),
-                ));
-            }
-            let ops = overlay.upstreams.entry(upstream.to_string()).or_default();
-            let op = ops.entry(key).or_default();
-            let was_removed = op.removed;
-            *op = Op {
-                added: !was_removed,
-                removed: false,
-                weight: Some(weight),
-                state: None,
-            };
-            Ok(None)
-        })
-    }
-
-    /// `DELETE /upstreams/{name}/backends/{address}`. A backend with
-    /// requests in flight drains first: it stays in the snapshot as
-    /// `draining` (no new requests, sticky ones included) until
-    /// [`Live::finish_when_idle`] sees its last one finish. The state file
-    /// has it removed at once.
-    pub fn remove_backend(&self, upstream: &str, address: &str) -> Result<Removal, ApiError> {
-        let key = normalize_addr(address);
-        let busy = key
-            .parse::<SocketAddr>()
-            .ok()
-            .filter(|a| self.in_flight(upstream, *a).0 > 0);
-        self.change(upstream, |overlay, effective| {
-            require_backend(effective, upstream, &key)?;
-            let ops = overlay.upstreams.entry(upstream.to_string()).or_default();
-            let before = ops.get(&key).cloned();
-            match &before {
-                Some(op) if op.added => {
-                    ops.remove(&key);
-                }
-                _ => {
-                    ops.insert(
-                        key.clone(),
-                        Op {
-                            removed: true,
-                            ..Op::default()
-                        },
-                    );
-                }
-            }
-            Ok(busy.map(|_| {
-                let mut op = before.unwrap_or_default();
-                op.state = Some(BackendState::Draining);
-                (key.clone(), op)
-            }))
-        })?;
-        Ok(match busy {
-            Some(address) => Removal::Draining {
-                upstream: upstream.to_string(),
-                address,
-            },
-            None => Removal::Done,
-        })
-    }
-
-    /// Requests in flight on `address` of `upstream` in the running
-    /// snapshot, and whether it is draining there.
-    fn in_flight(&self, upstream: &str, address: SocketAddr) -> (usize, bool) {
-        let snapshot = self.snapshot.load();
-        snapshot
-            .groups
-            .iter()
-            .find(|g| &*g.name == upstream)
-            .and_then(|g| g.backends.get(&address))
-            .map_or((0, false), |b| {
-                (b.shared.in_flight.load(Relaxed), b.draining)
-            })
-    }
-
-    /// Waits until a backend deleted while busy has no request in flight
-    /// (or is no longer draining: added back), then takes it out of the
-    /// snapshot. Reads only the snapshot while it waits.
-    pub async fn finish_when_idle(self: Arc<Self>, upstream: String, address: SocketAddr) {
-        let key = address.to_string();
-        while let (1.., true) = self.in_flight(&upstream, address) {
-            tokio::time::sleep(LEAVING_POLL).await;
-        }
-        let me = self.clone();
-        let done = tokio::task::spawn_blocking(move || me.forget_leaving(&upstream, &key)).await;
-        if let Err(e) = done {
-            warn!("a deleted backend could not be taken out: {e}");
-        }
-    }
-
-    /// Takes a leaving backend out of the snapshot.
-    fn forget_leaving(&self, upstream: &str, key: &str) {
-        let mut inputs = self.lock();
-        let mut next = inputs.with_overlay(inputs.overlay.clone());
-        let Some(addrs) = next.leaving.get_mut(upstream) else {
-            return;
-        };
-        if addrs.remove(key).is_none() {
-            return;
-        }
-        if addrs.is_empty() {
-            next.leaving.remove(upstream);
-        }
-        match self.rebuild(&next) {
-            Ok(()) => {
-                info!("backend {key} of {upstream} drained; removed");
-                *inputs = next;
-            }
-            Err(e) => warn!("backend {key} of {upstream} drained but cannot be removed: {e}"),
-        }
-    }
-
-    /// `PATCH /upstreams/{name}/backends/{address}`.
-    pub fn patch_backend(
-        &self,
-        upstream: &str,
-        address: &str,
-        state: Option<BackendState>,
-        weight: Option<u32>,
-    ) -> Result<(), ApiError> {
-        if weight.is_some_and(|w| w == 0 || w > 1000) {
-            return Err(ApiError(400, "weight must be 1..=1000".into()));
-        }
-        let key = normalize_addr(address);
-        self.change(upstream, |overlay, effective| {
-            require_backend(effective, upstream, &key)?;
-            let op = overlay
-                .upstreams
-                .entry(upstream.to_string())
-                .or_default()
-                .entry(key)
-                .or_default();
-            if state.is_some() {
-                op.state = state;
-            }
-            if weight.is_some() {
-                op.weight = weight;
-            }
-            Ok(None)
-        })
-    }
-
     /// Sets the addresses (and weights) DNS returned for an upstream.
     pub fn set_dns(&self, upstream: &str, mut addrs: Vec<(SocketAddr, u32)>) -> bool {
         addrs.sort();
@@ -608,30 +324,4 @@ fn describe(issues: &[Issue]) -> String {
         .map(|i| format!("{}: {}", i.path, i.message))
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-fn normalize_addr(address: &str) -> String {
-    address
-        .parse::<SocketAddr>()
-        .map_or_else(|_| address.to_string(), |a| a.to_string())
-}
-
-fn require_backend(cfg: &FileConfig, upstream: &str, key: &str) -> Result<(), ApiError> {
-    if has_backend(cfg, upstream, key) {
-        Ok(())
-    } else {
-        Err(ApiError(
-            404,
-            format!("{key} is not a backend of {upstream}"),
-        ))
-    }
-}
-
-fn has_backend(cfg: &FileConfig, upstream: &str, key: &str) -> bool {
-    cfg.upstreams.get(upstream).is_some_and(|u| {
-        u.backends.iter().any(|b| {
-            let a = BackendEntry::long(b).address;
-            a == key || a.parse::<SocketAddr>().map(|x| x.to_string()).as_deref() == Ok(key)
-        })
-    })
 }
