@@ -15,8 +15,8 @@
 //! connection holds no buffer) and handed to Pingora's parser by the next
 //! reads, so waiting costs no extra read.
 //!
-//! For a stream with no write buffer of its own it gathers small writes
-//! until a flush ([`HeadClock::coalesce_writes`], [`super::coalesce`]).
+//! Streams from weir's accept loop have no write buffer of their own, so it
+//! gathers small writes until a flush ([`super::coalesce`]).
 
 use super::coalesce::Coalesce;
 use async_trait::async_trait;
@@ -73,9 +73,9 @@ pub struct HeadClock {
     /// that length.
     exact_head: AtomicBool,
     head_len: AtomicUsize,
-    /// Small writes gathered until a flush, for streams with no write
-    /// buffer of their own (see [`super::coalesce`]).
-    out: Option<Coalesce>,
+    /// Small writes gathered until a flush (see [`super::coalesce`]; on a
+    /// TLS stream each write would otherwise be a record and a send).
+    out: Coalesce,
 }
 
 impl std::fmt::Debug for HeadClock {
@@ -104,15 +104,8 @@ impl HeadClock {
             delivered: 0,
             exact_head: AtomicBool::new(false),
             head_len: AtomicUsize::new(0),
-            out: None,
+            out: Coalesce::default(),
         }
-    }
-
-    /// Gathers small writes until a flush: for a stream with no write
-    /// buffer of its own (every stream from weir's accept loop; on a TLS
-    /// stream each write would otherwise be a record and a send).
-    pub fn coalesce_writes(&mut self) {
-        self.out = Some(Coalesce::default());
     }
 
     /// Whether Pingora certainly read nothing of this connection past the
@@ -295,25 +288,17 @@ impl AsyncWrite for HeadClock {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match &mut this.out {
-            Some(out) => out.poll_write(&mut this.inner, cx, buf),
-            None => Pin::new(&mut this.inner).poll_write(cx, buf),
-        }
+        this.out.poll_write(&mut this.inner, cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match &mut this.out {
-            Some(out) => out.poll_flush(&mut this.inner, cx),
-            None => Pin::new(&mut this.inner).poll_flush(cx),
-        }
+        this.out.poll_flush(&mut this.inner, cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some(out) = &mut this.out {
-            ready!(out.poll_drain(&mut this.inner, cx))?;
-        }
+        ready!(this.out.poll_drain(&mut this.inner, cx))?;
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 
@@ -323,10 +308,7 @@ impl AsyncWrite for HeadClock {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match &mut this.out {
-            Some(out) => out.poll_write_vectored(&mut this.inner, cx, bufs),
-            None => Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
-        }
+        this.out.poll_write_vectored(&mut this.inner, cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -340,22 +322,18 @@ impl Drop for HeadClock {
         // short by its backend): what was gathered still goes out, as far
         // as the socket takes it now, so the client sees the answer end
         // early rather than no answer at all.
-        if let Some(out) = &mut self.out {
-            let mut cx = Context::from_waker(std::task::Waker::noop());
-            let _ = out.poll_drain(&mut self.inner, &mut cx);
-        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let _ = self.out.poll_drain(&mut self.inner, &mut cx);
     }
 }
 
 #[async_trait]
 impl Shutdown for HeadClock {
     async fn shutdown(&mut self) {
-        if let Some(out) = &mut self.out {
-            // What is gathered goes out first; a failure here only means
-            // the client is gone, as the shutdown below would find too.
-            let inner = &mut self.inner;
-            let _ = std::future::poll_fn(|cx| out.poll_drain(inner, cx)).await;
-        }
+        // What is gathered goes out first; a failure here only means the
+        // client is gone, as the shutdown below would find too.
+        let (out, inner) = (&mut self.out, &mut self.inner);
+        let _ = std::future::poll_fn(|cx| out.poll_drain(inner, cx)).await;
         self.inner.shutdown().await
     }
 }

@@ -282,7 +282,7 @@ async fn secure(mut l4: L4Stream, acceptor: &Acceptor, l: &ListenerFront) -> Opt
 /// A Pingora stream for an accepted connection, with the socket digest
 /// Pingora's own accept gives it (peer address; local address when known).
 fn l4_stream(tcp: TcpStream, peer: SocketAddr, local: Option<SocketAddr>) -> L4Stream {
-    // Small writes are gathered by the front (`HeadClock::coalesce_writes`),
+    // Small writes are gathered by the front (`HeadClock`),
     // so Nagle's delay would only add latency.
     let _ = tcp.set_nodelay(true);
     let mut s = L4Stream::from(tcp);

@@ -178,7 +178,6 @@ impl<A: HttpServerApp + Send + Sync + 'static> Front<A> {
     /// a request's worth of state.
     async fn serve_h1(&self, stream: Stream, l: &ListenerFront, shutdown: &ShutdownWatch) {
         let mut clock = Box::new(clock::HeadClock::new(stream, l.header, l.keepalive));
-        clock.coalesce_writes();
         // The first request may be slow to come only for as long as a
         // keep-alive client may idle (the header timeout without keep-alive).
         let mut idle = Idle::new(
