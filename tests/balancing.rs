@@ -90,17 +90,23 @@ fn random_reaches_every_backend_in_proportion() {
     assert!((0.65..0.85).contains(&na), "expected ~75% on a: {counts:?}");
 }
 
-#[test]
-fn consistent_hash_is_stable_per_key_and_spreads_keys() {
+/// weir hashing on `hash_key` over three equal backends a, b and c.
+fn consistent_hash_over_three(hash_key: &str) -> (Vec<TestBackend>, WeirProcess, SocketAddr) {
     let bs: Vec<TestBackend> = ["a", "b", "c"]
         .iter()
         .map(|n| TestBackend::start(n))
         .collect();
-    let (_w, listen) = start(
+    let (w, listen) = start(
         "consistent_hash",
-        "\n    hash_key: header:x-user",
+        &format!("\n    hash_key: {hash_key}"),
         &[(&bs[0], 1), (&bs[1], 1), (&bs[2], 1)],
     );
+    (bs, w, listen)
+}
+
+#[test]
+fn consistent_hash_is_stable_per_key_and_spreads_keys() {
+    let (_bs, _w, listen) = consistent_hash_over_three("header:x-user");
     let mut seen = HashMap::new();
     for user in 0..30 {
         let id = format!("user-{user}");
@@ -127,15 +133,7 @@ fn consistent_hash_is_stable_per_key_and_spreads_keys() {
 
 #[test]
 fn consistent_hash_by_path_hashes_the_path_the_backend_gets() {
-    let bs: Vec<TestBackend> = ["a", "b", "c"]
-        .iter()
-        .map(|n| TestBackend::start(n))
-        .collect();
-    let (_w, listen) = start(
-        "consistent_hash",
-        "\n    hash_key: path",
-        &[(&bs[0], 1), (&bs[1], 1), (&bs[2], 1)],
-    );
+    let (_bs, _w, listen) = consistent_hash_over_three("path");
     // Spellings of one path that weir normalizes to it (and forwards as it)
     // land where the path itself lands.
     let mut seen = HashMap::new();

@@ -384,15 +384,7 @@ fn admin_call(adm: SocketAddr, method: &str, path: &str, body: &str) -> Response
 fn backend_state(adm: SocketAddr, addr: SocketAddr) -> Option<(String, String)> {
     let st = admin_call(adm, "GET", "/status", "");
     assert_eq!(st.status, 200, "{}", st.body);
-    let v: serde_json::Value = serde_json::from_str(&st.body).unwrap();
-    let pool = v["upstreams"]
-        .as_array()?
-        .iter()
-        .find(|u| u["name"] == "pool")?;
-    let b = pool["backends"]
-        .as_array()?
-        .iter()
-        .find(|b| b["address"] == addr.to_string())?;
+    let b = status_backend(&st.body, "pool", addr)?;
     Some((
         b["state"].as_str()?.to_string(),
         b["source"].as_str()?.to_string(),

@@ -636,15 +636,8 @@ fn admin_changes_persist_across_reload_and_restart() {
 /// or None when it is not listed.
 fn backend_status(adm: SocketAddr, address: SocketAddr) -> Option<(String, u64)> {
     let r = admin(adm, "GET", "/status", "", Some("s3cret"));
-    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-    let pool = v["upstreams"]
-        .as_array()?
-        .iter()
-        .find(|u| u["name"] == "pool")?;
-    let b = pool["backends"]
-        .as_array()?
-        .iter()
-        .find(|b| b["address"] == address.to_string())?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let b = status_backend(&r.body, "pool", address)?;
     Some((b["state"].as_str()?.to_string(), b["in_flight"].as_u64()?))
 }
 

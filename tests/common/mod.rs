@@ -118,3 +118,18 @@ upstreams:
         list = list.join(", ")
     )
 }
+
+/// Backend `addr` of upstream `upstream` in the body of an admin
+/// `GET /status`, or `None` when it is not listed.
+pub fn status_backend(body: &str, upstream: &str, addr: SocketAddr) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let up = v["upstreams"]
+        .as_array()?
+        .iter()
+        .find(|u| u["name"] == upstream)?;
+    up["backends"]
+        .as_array()?
+        .iter()
+        .find(|b| b["address"] == addr.to_string())
+        .cloned()
+}
