@@ -142,6 +142,12 @@ pub(super) fn listeners(cfg: &FileConfig, issues: &mut Vec<Issue>) -> Listeners 
             )),
             _ => {}
         }
+        if l.http2 && l.protocol != ListenerProtocol::Http {
+            issues.push(Issue::at_key(
+                format!("{base}.http2"),
+                "http2 is for protocol: http listeners (h2c); https listeners offer HTTP/2 with tls.http2",
+            ));
+        }
     }
     out
 }
@@ -231,7 +237,6 @@ pub(super) fn limits(cfg: &FileConfig, issues: &mut Vec<Issue>) -> Vec<ListenerL
             ListenerLimits {
                 max_header_size: max as usize,
                 https: l.protocol == ListenerProtocol::Https,
-                tls13_only: min == Some("1.3"),
                 header_timeout,
                 keepalive,
                 max_connections,
