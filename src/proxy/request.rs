@@ -92,14 +92,8 @@ impl Proxy {
             Some(shape::Target::Asterisk) => ("/", true, false),
             None => return Next::Answer(Answer::status(400)),
         };
-        if !shape::host_ok(req) {
-            return Next::Answer(Answer::status(400));
-        }
-        if let Some(status) = shape::transfer_encoding(req) {
+        if let Some(status) = shape::refusal(req) {
             return Next::Answer(Answer::status(status));
-        }
-        if !shape::content_length_ok(req) {
-            return Next::Answer(Answer::status(400));
         }
         let Ok(path) = crate::path::normalize(raw_path) else {
             return Next::Answer(Answer::status(400));

@@ -56,6 +56,18 @@ pub(super) fn transfer_encoding(req: &RequestHeader) -> Option<u16> {
     }
 }
 
+/// The status for a head whose `Host` or framing weir refuses (see
+/// [`host_ok`], [`transfer_encoding`], [`content_length_ok`]).
+pub(super) fn refusal(req: &RequestHeader) -> Option<u16> {
+    if !host_ok(req) {
+        return Some(400);
+    }
+    if let Some(status) = transfer_encoding(req) {
+        return Some(status);
+    }
+    (!content_length_ok(req)).then_some(400)
+}
+
 /// Whether `Content-Length` frames the body one way only: at most one
 /// field, holding digits only. A list (`5, 5`) or a repeated field, even of
 /// one value, is refused (400, as nginx) rather than forwarded as sent, so
