@@ -166,6 +166,10 @@ pub enum Algorithm {
     ConsistentHash,
     /// Hash of the client address.
     IpHash,
+    /// Of two random backends, the one with fewer requests in flight (Envoy's P2C).
+    LeastRequest,
+    /// Of two random backends, the lower peak-EWMA latency × (in flight + 1).
+    PeakEwma,
 }
 
 impl Algorithm {
@@ -178,6 +182,8 @@ impl Algorithm {
             Algorithm::Random => "random",
             Algorithm::ConsistentHash => "consistent_hash",
             Algorithm::IpHash => "ip_hash",
+            Algorithm::LeastRequest => "least_request",
+            Algorithm::PeakEwma => "peak_ewma",
         }
     }
 }

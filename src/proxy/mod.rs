@@ -273,8 +273,10 @@ impl ProxyHttp for Proxy {
         let status = resp.status.as_u16();
         ctx.upstream_status = status;
         if let (Some(sent), Some(b)) = (ctx.sent_upstream, &ctx.backend) {
+            let took = sent.elapsed();
+            b.shared.latency.observe(took);
             if let Some(h) = &b.ttfb {
-                h.observe(sent.elapsed().as_secs_f64());
+                h.observe(took.as_secs_f64());
             }
         }
         let failed = (502..=504).contains(&status);

@@ -130,6 +130,8 @@ pub struct Shared {
     pub breaker: BreakerState,
     /// Added after start: takes no traffic until a health check passes.
     pub probation: AtomicBool,
+    /// Peak-EWMA latency (`peak_ewma` reads it).
+    pub latency: selection::peak_ewma::Ewma,
 }
 
 /// A backend as weir sees it: config, a prebuilt peer and live counters.
@@ -305,7 +307,7 @@ impl Group {
         let counters: Counters = Arc::new(
             backends
                 .iter()
-                .map(|(a, i)| (*a, i.shared.in_flight.clone()))
+                .map(|(a, i)| (*a, i.shared.clone()))
                 .collect(),
         );
         let single = match (set.len(), set.first()) {
