@@ -287,6 +287,9 @@ impl AdminApi {
                 }),
             ),
             ("GET", ["status"]) => respond(200, self.status()),
+            ("GET", ["events"]) => {
+                respond(200, json!({ "events": crate::observe::events::recent() }))
+            }
             ("GET", ["config"]) => respond(200, redacted_config(&self.live.snapshot.load().config)),
             ("GET", ["metrics"]) => {
                 let text = crate::metrics::render(self.live.snapshot.load().samples());

@@ -22,6 +22,7 @@ pub mod front;
 pub mod live;
 pub mod logging;
 pub mod metrics;
+pub mod observe;
 pub mod overlay;
 pub mod path;
 pub mod policy;

@@ -71,8 +71,60 @@ pub struct UpstreamTls {
 pub struct CircuitBreakerConfig {
     /// Real-traffic failures in a row that open it. Default: 5.
     pub consecutive_failures: Option<u32>,
-    /// How long it stays open before one trial request. Default: 10s.
+    /// How long it stays open before one trial request; doubles with each
+    /// opening in a row. Default: 10s.
     pub open_for: Option<Dur>,
+    /// Opens on a failure ratio too. Default: none.
+    pub failure_rate: Option<FailureRateConfig>,
+    /// The longest `open_for` gets by doubling. Default: 5m.
+    pub max_open_for: Option<Dur>,
+    /// Never more than this share of the group's backends open at once (one
+    /// may always open). Default: 50%.
+    pub max_open_percent: Option<Pct>,
+}
+
+/// `upstreams.*.circuit_breaker.failure_rate`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FailureRateConfig {
+    /// Failed share of the window's requests that opens the circuit.
+    pub threshold: Pct,
+    /// Fewer requests than this in the window never open it. Default: 20.
+    pub min_requests: Option<u32>,
+    /// How long requests are counted before the count starts over. Default: 10s.
+    pub window: Option<Dur>,
+}
+
+/// A percentage written as a string (`50%`, `12.5%`), 0 to 100.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pct(pub f64);
+
+impl<'de> Deserialize<'de> for Pct {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let bad = || {
+            serde::de::Error::custom(format!(
+                "invalid percentage {text:?}; write e.g. \"50%\" (0% to 100%)"
+            ))
+        };
+        let n: f64 = text
+            .trim()
+            .strip_suffix('%')
+            .ok_or_else(bad)?
+            .trim()
+            .parse()
+            .map_err(|_| bad())?;
+        if !(0.0..=100.0).contains(&n) {
+            return Err(bad());
+        }
+        Ok(Pct(n))
+    }
+}
+
+impl Serialize for Pct {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}%", self.0))
+    }
 }
 
 /// `upstreams.*.sticky`.

@@ -413,7 +413,7 @@ impl Group {
             return Admit::No;
         }
         match &self.breaker {
-            Some(spec) => info.shared.breaker.admit(spec, claim),
+            Some(_) => info.shared.breaker.admit(claim),
             None => Admit::Yes,
         }
     }
@@ -431,10 +431,32 @@ impl Group {
         let Some(spec) = &self.breaker else { return };
         let who = (info.addr, &*self.name);
         if ok {
-            info.shared.breaker.success(who, trial);
+            info.shared.breaker.success(spec, who, trial);
         } else {
-            info.shared.breaker.failure(spec, who, trial);
+            let may_open = || self.may_open_another(spec);
+            info.shared.breaker.failure(spec, who, trial, may_open);
         }
+    }
+
+    /// The ejection cap (`max_open_percent`): whether one more circuit may
+    /// open, counting the enabled backends and those whose circuit is not
+    /// closed. One may always open. Asked only when a circuit would open.
+    fn may_open_another(&self, spec: &BreakerSpec) -> bool {
+        let enabled = self.backends.values().filter(|b| b.enabled);
+        let (mut total, mut open) = (0usize, 0usize);
+        for b in enabled {
+            total += 1;
+            open += usize::from(b.shared.breaker.circuit() != Circuit::Closed);
+        }
+        let cap = ((total as f64 * spec.max_open_share).floor() as usize).max(1);
+        let ok = open < cap;
+        if !ok {
+            log::debug!(
+                "{}: {open} of {total} circuits open already (max_open_percent); a failing backend stays in service",
+                self.name
+            );
+        }
+        ok
     }
 
     /// Whether the algorithm hashes a key (consistent_hash, ip_hash); the
