@@ -197,10 +197,11 @@ impl AdminApi {
                             "requests": b.requests.load(Relaxed),
                             "failures": b.failures.load(Relaxed),
                             "source": b.source.as_str(),
+                            "effective_weight": g.effective_weight(b),
                         })
                     })
                     .collect();
-                json!({ "name": &*g.name, "algorithm": g.config.algorithm.as_str(), "backends": backends })
+                json!({ "name": &*g.name, "algorithm": g.config.algorithm.as_str(), "panic": g.in_panic(), "backends": backends })
             })
             .collect();
         json!({ "upstreams": upstreams })

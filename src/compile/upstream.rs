@@ -5,6 +5,7 @@
 use crate::config::model::*;
 use crate::config::Issue;
 use crate::upstream::breaker::RateSpec;
+use crate::upstream::retry_budget::BudgetSpec;
 use crate::upstream::{BackendSpec, BreakerSpec, Group, GroupSpec, TlsSpec};
 use crate::values::{resolve, HashKey, Timeouts, HEALTH_INTERVAL, HEALTH_TIMEOUT};
 use std::collections::HashSet;
@@ -22,6 +23,8 @@ const BREAKER_MAX_OPEN_FOR: Duration = Duration::from_secs(300);
 const MAX_OPEN_PERCENT: f64 = 50.0;
 /// Default `circuit_breaker.failure_rate.min_requests`.
 const RATE_MIN_REQUESTS: u32 = 20;
+/// Default `retry_budget.min_retries` (Envoy's).
+const BUDGET_MIN_RETRIES: u32 = 3;
 /// Default `circuit_breaker.failure_rate.window`.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -113,6 +116,17 @@ pub(super) fn group(
             "h2c is cleartext: remove tls, or use h2",
         ));
     }
+    let retry_budget = u
+        .retry_budget
+        .as_ref()
+        .map(|b| retry_budget(b, &format!("{base}.retry_budget"), issues));
+    let hashing = matches!(u.algorithm, Algorithm::ConsistentHash | Algorithm::IpHash);
+    if u.slow_start.is_some_and(|d| !d.0.is_zero()) && hashing {
+        issues.push(Issue::new(
+            format!("{base}.slow_start"),
+            "does not apply to consistent_hash or ip_hash (a ramp would move clients off their backend)",
+        ));
+    }
     if issues.len() != before {
         return None;
     }
@@ -128,8 +142,26 @@ pub(super) fn group(
         probation: later && u.health_check.is_some(),
         tls,
         protocol: u.protocol,
+        panic_threshold: u.panic_threshold.map_or(0.0, |p| p.0 / 100.0),
+        slow_start: u.slow_start.map(|d| d.0),
+        retry_budget,
+        later,
     };
     Some(Group::build(spec, previous))
+}
+
+/// Compiles `retry_budget`.
+fn retry_budget(b: &RetryBudgetConfig, path: &str, issues: &mut Vec<Issue>) -> BudgetSpec {
+    if b.ratio.0 <= 0.0 && b.min_retries == Some(0) {
+        issues.push(Issue::new(
+            format!("{path}.ratio"),
+            "0% with min_retries 0 allows no retry at all: set retries: 0 on the routes instead",
+        ));
+    }
+    BudgetSpec {
+        ratio: b.ratio.0 / 100.0,
+        min_retries: b.min_retries.unwrap_or(BUDGET_MIN_RETRIES) as usize,
+    }
 }
 
 /// Compiles `circuit_breaker`, every key checked with its path.

@@ -37,6 +37,24 @@ pub struct UpstreamConfig {
     /// Start each backend connection with a PROXY protocol header naming
     /// the client. Default: none.
     pub send_proxy_protocol: Option<ProxyProtocolVersion>,
+    /// Below this share of backends in service, balance over every enabled
+    /// backend, healthy or not. Default: 0% (never).
+    pub panic_threshold: Option<Pct>,
+    /// A backend entering service ramps from 10% to its full share over
+    /// this long. Default: 0s (at once).
+    pub slow_start: Option<Dur>,
+    /// Limits retries to a share of the requests in flight. Default: none.
+    pub retry_budget: Option<RetryBudgetConfig>,
+}
+
+/// `upstreams.*.retry_budget`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudgetConfig {
+    /// Retries in flight may be at most this share of requests in flight.
+    pub ratio: Pct,
+    /// Retries in flight always allowed, whatever the ratio. Default: 3.
+    pub min_retries: Option<u32>,
 }
 
 /// `upstreams.*.protocol`.

@@ -207,10 +207,18 @@ impl ProxyHttp for Proxy {
             let header = crate::proxy_protocol::header_for(v, source, inet(session.server_addr()));
             crate::proxy_protocol::attach(&mut peer, header);
         }
+        // The request counts in its upstream's retry budget from its first try.
+        let hold = match ctx.budget {
+            None => group.budget.as_ref().map(|b| b.hold()),
+            Some(_) => None,
+        };
         ctx.set_cookie = match (&group.sticky, choice.sticky_hit) {
             (Some(s), false) => s.set_cookie(&info, ctx.https),
             _ => None,
         };
+        if hold.is_some() {
+            ctx.budget = hold;
+        }
         info.shared.in_flight.fetch_add(1, Relaxed);
         info.requests.fetch_add(1, Relaxed);
         if ctx.attempts < MAX_TRIES {
@@ -287,6 +295,7 @@ impl ProxyHttp for Proxy {
             && !session.as_ref().retry_buffer_truncated()
             && ctx.may_retry()
             && has_alternative(session, ctx)
+            && ctx.spend_retry()
         {
             // Nothing has reached the client yet: failing here makes Pingora
             // call error_while_proxy, which asks for a retry elsewhere.
@@ -327,7 +336,7 @@ impl ProxyHttp for Proxy {
         }
         ctx.report(false);
         ctx.in_flight = None;
-        if ctx.may_retry() && has_alternative(session, ctx) {
+        if ctx.may_retry() && has_alternative(session, ctx) && ctx.spend_retry() {
             e.set_retry(true);
             count_retry(ctx);
         }
@@ -366,14 +375,14 @@ impl ProxyHttp for Proxy {
             && ctx.route().is_some_and(|r| r.retry_on.timeout)
             && matches!(e.etype(), ErrorType::ReadTimedout)
         {
-            e.set_retry(has_alternative(session, ctx));
+            e.set_retry(has_alternative(session, ctx) && ctx.spend_retry());
         } else {
             // A reused pooled connection that failed before the answer is
             // retried for any method (nothing was processed), but only on
             // another backend (SPEC §4): with none left the client gets 502.
             e.retry.decide_reuse(client_reused);
             let reused_reset = e.retry() && (idempotent || client_reused);
-            e.set_retry(reused_reset && has_alternative(session, ctx));
+            e.set_retry(reused_reset && has_alternative(session, ctx) && ctx.spend_retry());
         }
         e
     }

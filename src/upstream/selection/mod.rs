@@ -1,9 +1,13 @@
 //! Selection algorithms Pingora does not ship: smooth weighted round robin
 //! (nginx's), least connections, and the two power-of-two-choices ones,
-//! `least_request` ([`p2c`]) and `peak_ewma` ([`peak_ewma`]).
+//! `least_request` ([`p2c`]) and `peak_ewma` ([`peak_ewma`]); and the
+//! group-level rules over them: [`slow_start`] and [`panic`] mode (the
+//! ejection cap is the breaker's, `Group::outcome`).
 
 pub mod p2c;
+pub mod panic;
 pub mod peak_ewma;
+pub mod slow_start;
 
 use pingora_load_balancing::selection::{BackendIter, BackendSelection};
 use pingora_load_balancing::Backend;
