@@ -71,6 +71,8 @@ pub struct Ctx {
     pub(super) upstream_status: u16,
     /// The request's hold on its upstream's retry budget.
     pub(super) budget: Option<crate::upstream::retry_budget::Hold>,
+    /// Counted as started in the upgrade account (and not yet as ended).
+    pub(super) counted: bool,
 }
 
 impl Ctx {
@@ -99,6 +101,7 @@ impl Ctx {
             sent_upstream: None,
             upstream_status: 0,
             budget: None,
+            counted: false,
         }
     }
 

@@ -98,7 +98,9 @@ impl ProxyHttp for Proxy {
         Ctx::new(self.snapshot.load_full())
     }
 
-    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        crate::observe::account::request_started();
+        ctx.counted = true;
         // Pipelined HTTP/1.1 requests are answered in order instead of the
         // connection being closed after the first (Pingora's default).
         session.as_mut().set_pipelining_enabled(true);
@@ -421,6 +423,9 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if std::mem::take(&mut ctx.counted) {
+            crate::observe::account::request_finished();
+        }
         record::record(session, e, ctx, self.access_log.as_deref());
     }
 }
