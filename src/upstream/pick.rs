@@ -119,6 +119,8 @@ impl Group {
     /// The ejection cap (`max_open_percent`): whether one more circuit may
     /// open, counting the enabled backends and those whose circuit is not
     /// closed. One may always open. Asked only when a circuit would open.
+    /// Two circuits opening at the same instant may both pass (the count
+    /// is read, not reserved): the cap can be exceeded by one, briefly.
     pub(super) fn may_open_another(&self, spec: &BreakerSpec) -> bool {
         let enabled = self.backends.values().filter(|b| b.enabled);
         let (mut total, mut open) = (0usize, 0usize);
