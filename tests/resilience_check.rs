@@ -70,7 +70,10 @@ fn each_resilience_mistake_names_its_key() {
             "    retry_budget: { ratio: 20%, burst: 3 }\n",
             "upstreams.pool.retry_budget",
         ),
-        ("    panic_threshold: 101%\n", "upstreams.pool.panic_threshold"),
+        (
+            "    panic_threshold: 101%\n",
+            "upstreams.pool.panic_threshold",
+        ),
         ("    algorithm: p2c\n", "upstreams.pool.algorithm"),
     ];
     for (extra, want) in cases {
