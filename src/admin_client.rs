@@ -195,6 +195,20 @@ fn encode(addr: &str) -> String {
         .replace(':', "%3A")
 }
 
+/// The admin API path of one backend of an upstream (public for the fuzz
+/// targets in `fuzz/`).
+#[doc(hidden)]
+pub fn item_path(upstream: &str, addr: &str) -> String {
+    format!("/upstreams/{}/backends/{}", encode(upstream), encode(addr))
+}
+
+/// The admin API path of an upstream's backend list (public for the fuzz
+/// targets in `fuzz/`).
+#[doc(hidden)]
+pub fn list_path(upstream: &str) -> String {
+    format!("/upstreams/{}/backends", encode(upstream))
+}
+
 /// `weir backends ACTION UPSTREAM ADDR [--weight N]`.
 pub fn backends(
     target: &Target,
@@ -203,11 +217,11 @@ pub fn backends(
     addr: &str,
     weight: Option<u32>,
 ) -> Result<String, String> {
-    let item = format!("/upstreams/{}/backends/{}", encode(upstream), encode(addr));
+    let item = item_path(upstream, addr);
     let (code, v) = match action {
         "add" => target.call(
             "POST",
-            &format!("/upstreams/{}/backends", encode(upstream)),
+            &list_path(upstream),
             Some(&serde_json::json!({ "address": addr, "weight": weight.unwrap_or(1) })),
         )?,
         "remove" => target.call("DELETE", &item, None)?,
