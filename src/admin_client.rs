@@ -189,10 +189,17 @@ pub fn status(target: &Target, json: bool) -> Result<String, String> {
         .join("\n"))
 }
 
-fn encode(addr: &str) -> String {
-    addr.replace('[', "%5B")
-        .replace(']', "%5D")
-        .replace(':', "%3A")
+/// Everything but RFC 3986's unreserved characters is escaped, so any
+/// upstream name or address is one path segment that the server decodes
+/// back to itself (`/`, `%`, `?`, `#` and spaces included).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+fn encode(segment: &str) -> String {
+    percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
 }
 
 /// The admin API path of one backend of an upstream (public for the fuzz
