@@ -49,10 +49,17 @@ fn normal_path_holds(input: &str, out: &str) {
         assert!(!out.contains('\0'), "{input:?} -> {out:?}: decoded a NUL");
     }
     escapes_are_canonical(input, out);
-    // Idempotent, and already normal: the fast path hands it back as is.
+    // Idempotent; without a `%` left the fast path hands it back as is.
     match normalize(out) {
-        Ok(Cow::Borrowed(again)) => assert_eq!(again, out, "{input:?}: not idempotent"),
-        other => panic!("{input:?} -> {out:?}: normalizes again to {other:?}"),
+        Ok(again) => {
+            assert_eq!(again, out, "{input:?}: not idempotent");
+            let borrowed = matches!(again, Cow::Borrowed(_));
+            assert!(
+                borrowed || out.contains('%'),
+                "{out:?} is normal but copied"
+            );
+        }
+        Err(e) => panic!("{input:?} -> {out:?}: refused as {e:?} the second time"),
     }
     let m = match_form(out);
     assert!(
@@ -111,13 +118,11 @@ pub fn host(data: &[u8]) {
         !routed.bytes().any(|c| c.is_ascii_uppercase()),
         "{routed:?}"
     );
-    assert!(
-        !routed.ends_with('.') || routed.is_empty(),
-        "{data:?} -> {routed:?}"
-    );
+    // Routing only ever sees a value `valid_host` accepted (others are a 400).
     if !weir::proxy::valid_host(data) {
         return;
     }
+    assert!(!routed.ends_with('.'), "{data:?} -> {routed:?}");
     let text = std::str::from_utf8(data).unwrap_or_else(|_| panic!("accepted non-UTF-8 {data:?}"));
     assert!(
         text.bytes()
@@ -322,7 +327,8 @@ pub fn config(data: &[u8]) {
         }
         Err(errors) => {
             assert!(!errors.errors.is_empty(), "refused without a reason");
-            let lines = text.lines().count() + 1;
+            // YAML's line breaks: CRLF, a lone CR, LF.
+            let lines = text.replace("\r\n", "\n").matches(['\r', '\n']).count() + 1;
             for e in &errors.errors {
                 assert!(e.pos.line >= 1 && e.pos.col >= 1, "{e:?}");
                 assert!(e.pos.line <= lines, "{e:?} past the file's {lines} lines");
