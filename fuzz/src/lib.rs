@@ -327,11 +327,17 @@ pub fn config(data: &[u8]) {
         }
         Err(errors) => {
             assert!(!errors.errors.is_empty(), "refused without a reason");
-            // YAML's line breaks: CRLF, a lone CR, LF.
+            // YAML's line breaks: CRLF, a lone CR, LF. The end of input is
+            // the start of the line after the last (libyaml's position for
+            // an error there, trailing newline or not).
             let lines = text.replace("\r\n", "\n").matches(['\r', '\n']).count() + 1;
             for e in &errors.errors {
                 assert!(e.pos.line >= 1 && e.pos.col >= 1, "{e:?}");
-                assert!(e.pos.line <= lines, "{e:?} past the file's {lines} lines");
+                let at_end = e.pos.line == lines + 1 && e.pos.col == 1;
+                assert!(
+                    e.pos.line <= lines || at_end,
+                    "{e:?} past the file's {lines} lines"
+                );
                 assert!(!e.message.is_empty(), "{e:?}");
             }
             let keys: Vec<_> = errors
