@@ -289,9 +289,8 @@ impl AdminApi {
                 return error(code, msg);
             }
         }
-        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-        match (method.as_str(), parts.as_slice()) {
-            ("GET", ["health"]) => respond(
+        match endpoint(method.as_str(), &path) {
+            Endpoint::Health => respond(
                 200,
                 json!({
                     "status": "UP",
@@ -299,12 +298,10 @@ impl AdminApi {
                     "version": env!("CARGO_PKG_VERSION"),
                 }),
             ),
-            ("GET", ["status"]) => respond(200, self.status()),
-            ("GET", ["events"]) => {
-                respond(200, json!({ "events": crate::observe::events::recent() }))
-            }
-            ("GET", ["config"]) => respond(200, redacted_config(&self.live.snapshot.load().config)),
-            ("GET", ["metrics"]) => {
+            Endpoint::Status => respond(200, self.status()),
+            Endpoint::Events => respond(200, json!({ "events": crate::observe::events::recent() })),
+            Endpoint::Config => respond(200, redacted_config(&self.live.snapshot.load().config)),
+            Endpoint::Metrics => {
                 let text = crate::metrics::render(self.live.snapshot.load().samples());
                 Response::builder()
                     .status(200)
@@ -313,11 +310,11 @@ impl AdminApi {
                     .body(text.into_bytes())
                     .unwrap_or_default()
             }
-            ("POST", ["reload"]) => match self.live.reload_off_runtime().await {
+            Endpoint::Reload => match self.live.reload_off_runtime().await {
                 Ok(summary) => respond(200, json!({ "reloaded": true, "changed": summary })),
                 Err(e) => error(400, e),
             },
-            ("POST", ["upstreams", name, "backends"]) => {
+            Endpoint::AddBackend { upstream: name } => {
                 let body = match Self::body(session).await {
                     Ok(b) => b,
                     Err(ApiError(code, msg)) => return error(code, msg),
@@ -326,7 +323,6 @@ impl AdminApi {
                     Ok(a) => a,
                     Err(e) => return error(400, format!("invalid body: {e}")),
                 };
-                let name = percent_decode(name);
                 let (n, a, w) = (name.clone(), add.address.clone(), add.weight);
                 match off_runtime(&self.live, move |l| l.add_backend(&n, &a, w)).await {
                     Ok(()) => respond(
@@ -336,7 +332,10 @@ impl AdminApi {
                     Err(ApiError(code, msg)) => error(code, msg),
                 }
             }
-            ("PATCH", ["upstreams", name, "backends", addr]) => {
+            Endpoint::PatchBackend {
+                upstream: name,
+                address: addr,
+            } => {
                 let body = match Self::body(session).await {
                     Ok(b) => b,
                     Err(ApiError(code, msg)) => return error(code, msg),
@@ -345,7 +344,6 @@ impl AdminApi {
                     Ok(p) => p,
                     Err(e) => return error(400, format!("invalid body: {e}")),
                 };
-                let (name, addr) = (percent_decode(name), percent_decode(addr));
                 let (n, a) = (name.clone(), addr.clone());
                 let change = move |l: &Live| l.patch_backend(&n, &a, patch.state, patch.weight);
                 match off_runtime(&self.live, change).await {
@@ -353,25 +351,95 @@ impl AdminApi {
                     Err(ApiError(code, msg)) => error(code, msg),
                 }
             }
-            ("DELETE", ["upstreams", name, "backends", addr]) => {
-                let (n, a) = (percent_decode(name), percent_decode(addr));
-                match off_runtime(&self.live, move |l| l.remove_backend(&n, &a)).await {
-                    Ok(removal) => {
-                        if let Removal::Draining { upstream, address } = removal {
-                            tokio::spawn(self.live.clone().finish_when_idle(upstream, address));
-                        }
-                        Response::builder()
-                            .status(204)
-                            .body(Vec::new())
-                            .unwrap_or_default()
+            Endpoint::RemoveBackend {
+                upstream: n,
+                address: a,
+            } => match off_runtime(&self.live, move |l| l.remove_backend(&n, &a)).await {
+                Ok(removal) => {
+                    if let Removal::Draining { upstream, address } = removal {
+                        tokio::spawn(self.live.clone().finish_when_idle(upstream, address));
                     }
-                    Err(ApiError(code, msg)) => error(code, msg),
+                    Response::builder()
+                        .status(204)
+                        .body(Vec::new())
+                        .unwrap_or_default()
                 }
-            }
-            (_, ["health" | "status" | "config" | "metrics" | "reload"])
-            | (_, ["upstreams", _, "backends", ..]) => error(405, "method not allowed"),
-            _ => error(404, "not found"),
+                Err(ApiError(code, msg)) => error(code, msg),
+            },
+            Endpoint::MethodNotAllowed => error(405, "method not allowed"),
+            Endpoint::NotFound => error(404, "not found"),
         }
+    }
+}
+
+/// What an admin request asks for, from its method and path; upstream
+/// names and addresses percent-decoded (public for the fuzz targets in
+/// `fuzz/`).
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /health`.
+    Health,
+    /// `GET /status`.
+    Status,
+    /// `GET /events`.
+    Events,
+    /// `GET /config`.
+    Config,
+    /// `GET /metrics`.
+    Metrics,
+    /// `POST /reload`.
+    Reload,
+    /// `POST /upstreams/{upstream}/backends`.
+    AddBackend {
+        /// The upstream's name.
+        upstream: String,
+    },
+    /// `PATCH /upstreams/{upstream}/backends/{address}`.
+    PatchBackend {
+        /// The upstream's name.
+        upstream: String,
+        /// The backend's address.
+        address: String,
+    },
+    /// `DELETE /upstreams/{upstream}/backends/{address}`.
+    RemoveBackend {
+        /// The upstream's name.
+        upstream: String,
+        /// The backend's address.
+        address: String,
+    },
+    /// A known path with another method (405).
+    MethodNotAllowed,
+    /// Anything else (404).
+    NotFound,
+}
+
+/// The endpoint `method` and `path` (no query) name.
+#[doc(hidden)]
+pub fn endpoint(method: &str, path: &str) -> Endpoint {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, parts.as_slice()) {
+        ("GET", ["health"]) => Endpoint::Health,
+        ("GET", ["status"]) => Endpoint::Status,
+        ("GET", ["events"]) => Endpoint::Events,
+        ("GET", ["config"]) => Endpoint::Config,
+        ("GET", ["metrics"]) => Endpoint::Metrics,
+        ("POST", ["reload"]) => Endpoint::Reload,
+        ("POST", ["upstreams", name, "backends"]) => Endpoint::AddBackend {
+            upstream: percent_decode(name),
+        },
+        ("PATCH", ["upstreams", name, "backends", addr]) => Endpoint::PatchBackend {
+            upstream: percent_decode(name),
+            address: percent_decode(addr),
+        },
+        ("DELETE", ["upstreams", name, "backends", addr]) => Endpoint::RemoveBackend {
+            upstream: percent_decode(name),
+            address: percent_decode(addr),
+        },
+        (_, ["health" | "status" | "events" | "config" | "metrics" | "reload"])
+        | (_, ["upstreams", _, "backends", ..]) => Endpoint::MethodNotAllowed,
+        _ => Endpoint::NotFound,
     }
 }
 

@@ -189,10 +189,31 @@ pub fn status(target: &Target, json: bool) -> Result<String, String> {
         .join("\n"))
 }
 
-fn encode(addr: &str) -> String {
-    addr.replace('[', "%5B")
-        .replace(']', "%5D")
-        .replace(':', "%3A")
+/// Everything but RFC 3986's unreserved characters is escaped, so any
+/// upstream name or address is one path segment that the server decodes
+/// back to itself (`/`, `%`, `?`, `#` and spaces included).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+fn encode(segment: &str) -> String {
+    percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
+}
+
+/// The admin API path of one backend of an upstream (public for the fuzz
+/// targets in `fuzz/`).
+#[doc(hidden)]
+pub fn item_path(upstream: &str, addr: &str) -> String {
+    format!("/upstreams/{}/backends/{}", encode(upstream), encode(addr))
+}
+
+/// The admin API path of an upstream's backend list (public for the fuzz
+/// targets in `fuzz/`).
+#[doc(hidden)]
+pub fn list_path(upstream: &str) -> String {
+    format!("/upstreams/{}/backends", encode(upstream))
 }
 
 /// `weir backends ACTION UPSTREAM ADDR [--weight N]`.
@@ -203,11 +224,11 @@ pub fn backends(
     addr: &str,
     weight: Option<u32>,
 ) -> Result<String, String> {
-    let item = format!("/upstreams/{}/backends/{}", encode(upstream), encode(addr));
+    let item = item_path(upstream, addr);
     let (code, v) = match action {
         "add" => target.call(
             "POST",
-            &format!("/upstreams/{}/backends", encode(upstream)),
+            &list_path(upstream),
             Some(&serde_json::json!({ "address": addr, "weight": weight.unwrap_or(1) })),
         )?,
         "remove" => target.call("DELETE", &item, None)?,

@@ -245,7 +245,13 @@ fn read_only_page_shows_state_escapes_names_and_follows_a_backend_down() {
         // ... and the recent events say so.
         assert!(
             eventually(Duration::from_secs(5), || async move {
-                let t = c.find(Locator::Css("#events")).await.unwrap().text().await.unwrap();
+                let t = c
+                    .find(Locator::Css("#events"))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
                 t.contains("DOWN")
             })
             .await,

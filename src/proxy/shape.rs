@@ -119,8 +119,9 @@ fn valid_port(p: &[u8]) -> bool {
     !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit)
 }
 
-/// `name[:port]`, `v4[:port]` or `[v6][:port]`.
-fn valid_host(h: &[u8]) -> bool {
+/// Whether one `Host` value is `name[:port]`, `v4[:port]` or `[v6][:port]`
+/// (public for the fuzz targets in `fuzz/`).
+pub fn valid_host(h: &[u8]) -> bool {
     if let Some(rest) = h.strip_prefix(b"[") {
         let Some(end) = rest.iter().position(|&c| c == b']') else {
             return false;
