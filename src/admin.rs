@@ -2,12 +2,15 @@
 //! graceful upgrade hands its socket over too. JSON in, JSON out.
 //! Without `admin.token` it is read-only; with one, every call but
 //! `GET /health` needs `Authorization: Bearer TOKEN` (compared in constant
-//! time). Requests whose `Host` is not the admin address are refused
-//! (DNS rebinding).
+//! time). `GET /ready` needs no token either: 200 once every listener is
+//! bound, 503 from the moment a stop or upgrade hand-over begins
+//! ([`crate::readiness`]). Requests whose `Host` is not the admin address
+//! are refused (DNS rebinding).
 
 use crate::config::model::FileConfig;
 use crate::live::{ApiError, Live, Removal};
 use crate::overlay::BackendState;
+use crate::readiness::Readiness;
 use crate::values::AdminListen;
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
@@ -25,6 +28,7 @@ pub struct AdminApi {
     live: Arc<Live>,
     token: Option<String>,
     hosts: Vec<String>,
+    ready: Arc<Readiness>,
 }
 
 /// Compares in constant time (`subtle`; lengths are not secret).
@@ -143,8 +147,13 @@ struct PatchBody {
 }
 
 impl AdminApi {
-    /// The API for `live`, listening on `listen`.
-    pub fn new(live: Arc<Live>, listen: &AdminListen, token: Option<String>) -> AdminApi {
+    /// The API for `live`, listening on `listen`; `/ready` reads `ready`.
+    pub fn new(
+        live: Arc<Live>,
+        listen: &AdminListen,
+        token: Option<String>,
+        ready: Arc<Readiness>,
+    ) -> AdminApi {
         let hosts = match listen {
             AdminListen::Tcp(a) => {
                 let mut h = vec![a.to_string(), format!("localhost:{}", a.port())];
@@ -155,7 +164,12 @@ impl AdminApi {
             }
             AdminListen::Unix(_) => Vec::new(),
         };
-        AdminApi { live, token, hosts }
+        AdminApi {
+            live,
+            token,
+            hosts,
+            ready,
+        }
     }
 
     fn status(&self) -> Value {
@@ -197,6 +211,17 @@ impl AdminApi {
             })
             .collect();
         json!({ "upstreams": upstreams })
+    }
+
+    /// `GET /ready`: 200 when ready, 503 while binding or once stopping.
+    fn readiness(&self) -> Response<Vec<u8>> {
+        if self.ready.is_ready() {
+            respond(200, json!({ "ready": true }))
+        } else if self.ready.is_draining() {
+            respond(503, json!({ "ready": false, "reason": "stopping" }))
+        } else {
+            respond(503, json!({ "ready": false, "reason": "starting" }))
+        }
     }
 
     fn authorized(&self, session: &ServerSession, mutating: bool) -> Result<(), ApiError> {
@@ -264,7 +289,8 @@ impl AdminApi {
             }
         }
         let mutating = !matches!(method, Method::GET | Method::HEAD);
-        if path != "/health" || mutating {
+        let open = path == "/health" || path == "/ready";
+        if !open || mutating {
             if let Err(ApiError(code, msg)) = self.authorized(session, mutating) {
                 return error(code, msg);
             }
@@ -279,6 +305,7 @@ impl AdminApi {
                     "version": env!("CARGO_PKG_VERSION"),
                 }),
             ),
+            ("GET", ["ready"]) => self.readiness(),
             ("GET", ["status"]) => respond(200, self.status()),
             ("GET", ["config"]) => respond(200, redacted_config(&self.live.snapshot.load().config)),
             ("GET", ["metrics"]) => {
@@ -345,7 +372,7 @@ impl AdminApi {
                     Err(ApiError(code, msg)) => error(code, msg),
                 }
             }
-            (_, ["health" | "status" | "config" | "metrics" | "reload"])
+            (_, ["health" | "ready" | "status" | "config" | "metrics" | "reload"])
             | (_, ["upstreams", _, "backends", ..]) => error(405, "method not allowed"),
             _ => error(404, "not found"),
         }

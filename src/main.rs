@@ -39,6 +39,17 @@ fn main() {
                 |t| admin_client::backends(&t, action.as_str(), upstream, address, *weight),
             ),
         ),
+        Some(Command::Completions { shell }) => {
+            weir::shell::completions(*shell, &mut std::io::stdout());
+            0
+        }
+        Some(Command::Manpage) => match weir::shell::manpage(&mut std::io::stdout()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("weir: {e}");
+                1
+            }
+        },
         None => run(&cli),
     };
     std::process::exit(code);
