@@ -87,9 +87,6 @@ pub enum Command {
         #[arg(value_enum)]
         shell: Shell,
     },
-    /// Print the weir(1) man page (roff) to stdout; used by the package build.
-    #[command(hide = true)]
-    Manpage,
 }
 
 /// Shells `weir completions` writes for.

@@ -1,5 +1,6 @@
 //! Shell completions (`weir completions bash|zsh|fish`) and the weir(1) man
-//! page (`weir manpage`, hidden), both generated from the clap definition in
+//! page (`weir manpage`, outside the clap definition so that neither `--help`
+//! nor the completions offer it), both generated from the clap definition in
 //! [`crate::cli`] so they cannot drift from `--help`.
 
 use crate::cli::{Cli, Shell};

@@ -114,7 +114,7 @@ impl WatchService {
         let Some((_watcher, mut rx)) = start(&files) else {
             return idle(shutdown).await;
         };
-        let mut known = read_all(&files);
+        let known = read_all(&files);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return false,
@@ -123,11 +123,9 @@ impl WatchService {
             if !quiet(&mut rx).await {
                 return false;
             }
-            let now = read_all(&files);
-            if now == known {
+            if read_all(&files) == known {
                 continue;
             }
-            known = now;
             info!(
                 "watch: {} or a file it names changed; reloading",
                 self.live.file.display()
@@ -166,6 +164,20 @@ impl BackgroundService for WatchService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watch_is_a_checked_top_level_key() {
+        let env = |_: &str| None;
+        let base = "listeners: [{ name: web, address: 127.0.0.1:8080 }]\nroutes: [{ respond: { status: 200 } }]\n";
+        let on = crate::compile::load_str(&format!("watch: true\n{base}"), "t.yaml", &env).unwrap();
+        assert!(on.watch);
+        let off = crate::compile::load_str(base, "t.yaml", &env).unwrap();
+        assert!(!off.watch);
+        let bad = crate::compile::load_str(&format!("watch: often\n{base}"), "t.yaml", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("t.yaml:1:") && bad.contains("watch"), "{bad}");
+    }
 
     #[test]
     fn names_the_file_and_every_certificate_key_and_ca() {

@@ -75,7 +75,7 @@ fn sigterm_turns_ready_to_503_before_the_listeners_close() {
     let during = get(listen, "/during");
     assert_eq!(during.status, 200, "{}", weir.logs());
     assert!(
-        stop.elapsed() < weir::shutdown::STOP_NOTICE,
+        stop.elapsed() < ::weir::shutdown::STOP_NOTICE,
         "503 at {seen_503:?}, new request served at {:?}: the notice is over",
         stop.elapsed()
     );
