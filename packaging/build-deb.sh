@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=release
+fast=
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -21,7 +22,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 target=${CARGO_TARGET_DIR:-target}
-bin="$target/$profile/weir"
+dir=$profile
+[ "$profile" = dev ] && dir=debug && fast=1
+bin="$target/$dir/weir"
 
 cargo build --profile "$profile" --bin weir >&2
 gen=packaging/generated
@@ -36,5 +39,5 @@ sed -e 's#/usr/local/bin/weir#/usr/bin/weir#g' \
     -e 's#Installed by scripts/install.sh#Installed by the weir Debian package#' \
     systemd/weir.service > "$gen/weir.service"
 
-cargo deb --no-build --profile "$profile" "${extra[@]}" --output "$target/debian/" >&2
+cargo deb --no-build --strip ${fast:+--fast} --profile "$profile" "${extra[@]}" --output "$target/debian/" >&2
 ls -t "$target"/debian/weir_*.deb | head -1

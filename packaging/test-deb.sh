@@ -42,9 +42,14 @@ snapshot() {
 }
 
 step "build ($profile profile)"
-deb=$(packaging/build-deb.sh --profile "$profile" | tail -1)
-newer=$(packaging/build-deb.sh --profile "$profile" --deb-version 0.1.0-2 | tail -1)
-[ -f "$deb" ] && [ -f "$newer" ] || fail "no .deb built"
+# cargo-deb replaces older builds in its output folder: keep copies.
+built=$(packaging/build-deb.sh --profile "$profile" | tail -1)
+cp "$built" "$work/"
+deb="$work/$(basename "$built")"
+built=$(packaging/build-deb.sh --profile "$profile" --deb-version 0.1.0-2 | tail -1)
+cp "$built" "$work/"
+newer="$work/$(basename "$built")"
+[ -f "$deb" ] && [ -f "$newer" ] && [ "$deb" != "$newer" ] || fail "no .deb built"
 echo "$deb"
 
 step "lintian"
@@ -79,7 +84,7 @@ zcat /usr/share/man/man1/weir.1.gz | grep -q 'weir check' || fail "man page lack
 if command -v man >/dev/null; then
   MANPAGER=cat man -l /usr/share/man/man1/weir.1.gz 2>/dev/null | grep -q upgrade || fail "man cannot render weir.1"
 fi
-bash -c 'source /usr/share/bash-completion/completions/weir && COMP_WORDS=(weir che) COMP_CWORD=1 && _weir && [[ " ${COMPREPLY[*]} " == *" check "* ]]' \
+bash -c 'source /usr/share/bash-completion/completions/weir && COMP_WORDS=(weir che) COMP_CWORD=1 && _weir weir che weir && [[ " ${COMPREPLY[*]} " == *" check "* ]]' \
   || fail "bash completion does not complete 'weir che'"
 
 step "upgrade keeps an edited conffile"
