@@ -2,13 +2,17 @@
 //! names are watched (inotify, through the `notify` crate). The watches are
 //! on their parent folders, so an editor's write-and-rename and a Kubernetes
 //! volume update (the `..data` symlink swapped by a rename) are seen as well
-//! as a write in place. After 1 s without events the files are read again,
+//! as a write in place; events about other files there (a log written on
+//! every request) are ignored. After 1 s without events the files are read again,
 //! and only when their contents changed is the file reloaded, exactly as
 //! SIGHUP or `weir reload` do ([`Live::reload_off_runtime`]): a bad file
 //! changes nothing, is logged and counted in the reload metrics.
 //!
 //! A Pingora background service, so it runs in the daemonized process and
 //! reads `watch` from the running config (a reload may turn it on or off).
+//! The contents compared against are those read when the config was loaded
+//! and right before each reload, so a change made while the watches are
+//! being (re)installed is applied too.
 
 use crate::config::model::FileConfig;
 use crate::live::Live;
@@ -19,7 +23,7 @@ use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
@@ -34,12 +38,31 @@ type Contents = BTreeMap<PathBuf, Option<Vec<u8>>>;
 /// The background service that reloads when a watched file changes.
 pub struct WatchService {
     live: Arc<Live>,
+    /// The contents the running config was built from (read at start-up and
+    /// before each reload), so a change made while the watches are being set
+    /// up is not missed.
+    baseline: Mutex<Option<Contents>>,
 }
 
 impl WatchService {
-    /// A watcher for the running config of `live`.
+    /// A watcher for the running config of `live`, created right after it
+    /// was loaded (before the server starts).
     pub fn new(live: Arc<Live>) -> WatchService {
-        WatchService { live }
+        let files = watched_files(&live.file, &live.file_config());
+        WatchService {
+            baseline: Mutex::new(Some(read_all(&files))),
+            live,
+        }
+    }
+
+    /// The baseline for `files`, if it was read for the same set of files.
+    fn take_baseline(&self, files: &BTreeSet<PathBuf>) -> Option<Contents> {
+        let mut guard = self.baseline.lock().unwrap_or_else(|p| p.into_inner());
+        guard.take().filter(|b| b.keys().eq(files.iter()))
+    }
+
+    fn set_baseline(&self, contents: Contents) {
+        *self.baseline.lock().unwrap_or_else(|p| p.into_inner()) = Some(contents);
     }
 }
 
@@ -70,12 +93,35 @@ fn read_all(files: &BTreeSet<PathBuf>) -> Contents {
         .collect()
 }
 
-/// Watches the parent folder of every file; each event sends a unit on the
-/// returned channel. `None` (logged) when inotify cannot be set up.
+/// The paths whose events matter: each file, where its symlinks lead, and
+/// the `..`-named entries of a Kubernetes volume (`..data`, `..2026_…`).
+/// Anything else in those folders (a log file written on every request, a
+/// pid file) would only hold the quiet time off.
+fn relevant(files: &BTreeSet<PathBuf>) -> BTreeSet<PathBuf> {
+    let mut out = files.clone();
+    out.extend(files.iter().filter_map(|f| std::fs::canonicalize(f).ok()));
+    out
+}
+
+fn matters(path: &Path, relevant: &BTreeSet<PathBuf>) -> bool {
+    relevant.contains(path)
+        || path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(".."))
+}
+
+/// Watches the parent folders of the files (and of where their symlinks
+/// lead); each event that [`matters`] sends a unit on the returned channel.
+/// `None` (logged) when inotify cannot be set up.
 fn start(files: &BTreeSet<PathBuf>) -> Option<(RecommendedWatcher, UnboundedReceiver<()>)> {
     let (tx, rx) = unbounded_channel();
+    let paths = relevant(files);
+    let dirs: BTreeSet<PathBuf> = paths
+        .iter()
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .collect();
     let handler = move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|e| e.paths.iter().any(|p| matters(p, &paths))) {
             let _ = tx.send(());
         }
     };
@@ -86,8 +132,7 @@ fn start(files: &BTreeSet<PathBuf>) -> Option<(RecommendedWatcher, UnboundedRece
             return None;
         }
     };
-    let dirs: BTreeSet<&Path> = files.iter().filter_map(|f| f.parent()).collect();
-    for dir in dirs {
+    for dir in &dirs {
         if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
             warn!("watch: cannot watch {} ({e})", dir.display());
         }
@@ -114,26 +159,41 @@ impl WatchService {
         let Some((_watcher, mut rx)) = start(&files) else {
             return idle(shutdown).await;
         };
-        let known = read_all(&files);
+        let known = self
+            .take_baseline(&files)
+            .unwrap_or_else(|| read_all(&files));
+        // A change between the last read and the watches being in place
+        // counts as an event.
+        let mut pending = read_all(&files) != known;
         loop {
-            tokio::select! {
-                _ = shutdown.changed() => return false,
-                got = rx.recv() => if got.is_none() { return false },
+            if !pending && !next_event(&mut rx, shutdown).await {
+                return false;
             }
             if !quiet(&mut rx).await {
                 return false;
             }
-            if read_all(&files) == known {
-                continue;
+            let now = read_all(&files);
+            if now != known {
+                self.set_baseline(now);
+                break;
             }
-            info!(
-                "watch: {} or a file it names changed; reloading",
-                self.live.file.display()
-            );
-            // Logged and counted inside, success or failure.
-            let _ = self.live.reload_off_runtime().await;
-            return true;
+            pending = false;
         }
+        info!(
+            "watch: {} or a file it names changed; reloading",
+            self.live.file.display()
+        );
+        // Logged and counted inside, success or failure.
+        let _ = self.live.reload_off_runtime().await;
+        true
+    }
+}
+
+/// Waits for an event; false when weir stops or the watch ends first.
+async fn next_event(rx: &mut UnboundedReceiver<()>, shutdown: &mut ShutdownWatch) -> bool {
+    tokio::select! {
+        _ = shutdown.changed() => false,
+        got = rx.recv() => got.is_some(),
     }
 }
 
@@ -152,6 +212,11 @@ impl BackgroundService for WatchService {
             let go_on = if self.live.file_config().watch {
                 self.watch_once(&mut shutdown).await
             } else {
+                // Turned on later by a reload: start from what is there then.
+                self.baseline
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
                 idle(&mut shutdown).await
             };
             if !go_on || *shutdown.borrow() {
@@ -164,6 +229,17 @@ impl BackgroundService for WatchService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_files_and_kubernetes_entries_matter() {
+        let files: BTreeSet<PathBuf> = [PathBuf::from("/etc/weir/weir.yaml")].into();
+        let r = relevant(&files);
+        assert!(matters(Path::new("/etc/weir/weir.yaml"), &r));
+        assert!(matters(Path::new("/etc/weir/..data"), &r));
+        assert!(matters(Path::new("/etc/weir/..2026_12_07_18_00_00.1"), &r));
+        assert!(!matters(Path::new("/etc/weir/access.log"), &r));
+        assert!(!matters(Path::new("/etc/weir/.weir.yaml.swp"), &r));
+    }
 
     #[test]
     fn watch_is_a_checked_top_level_key() {

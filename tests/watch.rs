@@ -163,3 +163,67 @@ fn without_watch_nothing_is_reloaded() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(get(listen, "/new").status, 404);
 }
+
+/// A Secret volume version: `tls.crt` and `tls.key` for `names`.
+fn secret_version(dir: &Path, version: &str, ca: &Ca, names: &[&str]) {
+    let data = dir.join(version);
+    std::fs::create_dir(&data).unwrap();
+    let (cert, _key) = leaf(&data, "tls", ca, names, None);
+    std::fs::rename(cert, data.join("tls.crt")).unwrap();
+}
+
+/// `curl https://NAME:PORT/` with NAME resolved to 127.0.0.1 and `ca` trusted.
+fn tls_ok(name: &str, port: u16, ca: &Path) -> bool {
+    std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--max-time", "5", "--cacert"])
+        .arg(ca)
+        .arg("--resolve")
+        .arg(format!("{name}:{port}:127.0.0.1"))
+        .arg(format!("https://{name}:{port}/base"))
+        .stdin(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_secret_symlink_swap_serves_the_new_certificate() {
+    let (listen, admin) = (free_addr(), free_addr());
+    let dir = TestDir::create();
+    let ca = ca();
+    let ca_path = write_ca(dir.path(), &ca);
+    let tls = dir.path().join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    secret_version(&tls, "..2026_12_07_18_00_00.1", &ca, &["old.test"]);
+    swap_data(&tls, "..2026_12_07_18_00_00.1");
+    for f in ["tls.crt", "tls.key"] {
+        std::os::unix::fs::symlink(format!("..data/{f}"), tls.join(f)).unwrap();
+    }
+    let yaml = config(listen, admin, "").replace(
+        "listeners: [{ name: web, address: \"",
+        "listeners: [{ name: web, protocol: https, tls: { certificates: [{ cert: tls/tls.crt, key: tls/tls.key }] }, address: \"",
+    );
+    let path = dir.path().join("weir.yaml");
+    std::fs::write(
+        &path,
+        yaml.replace("{{DIR}}", &dir.path().display().to_string()),
+    )
+    .unwrap();
+    let tls_dir = tls.clone();
+    let weir = WeirProcess::spawn_at(dir, path, &[]);
+    weir.wait_ready(listen, START_TIMEOUT);
+    assert!(
+        tls_ok("old.test", listen.port(), &ca_path),
+        "{}",
+        weir.logs()
+    );
+    assert!(!tls_ok("new.test", listen.port(), &ca_path));
+
+    secret_version(&tls_dir, "..2026_12_07_19_00_00.2", &ca, &["new.test"]);
+    swap_data(&tls_dir, "..2026_12_07_19_00_00.2");
+    std::fs::remove_dir_all(tls_dir.join("..2026_12_07_18_00_00.1")).unwrap();
+    assert!(
+        poll_until(APPLY, || tls_ok("new.test", listen.port(), &ca_path)),
+        "the renewed certificate was never served\n{}",
+        weir.logs()
+    );
+}
