@@ -10,8 +10,8 @@
 #      grace_period_seconds + graceful_shutdown_timeout_seconds.
 # Usage: deploy/kubernetes/check.sh PATH_TO_WEIR_BINARY
 set -euo pipefail
-cd "$(dirname "$0")"
 weir=$(realpath "${1:?usage: check.sh PATH_TO_WEIR}")
+cd "$(dirname "$0")"
 command -v kubernetes-validate >/dev/null || pip3 install --quiet kubernetes-validate
 
 manifests=(namespace.yaml configmap.yaml deployment.yaml service.yaml pdb.yaml app.yaml secrets.example.yaml)
