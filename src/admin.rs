@@ -82,6 +82,13 @@ pub fn redacted_config(cfg: &FileConfig) -> Value {
     if let Some(t) = v.pointer_mut("/admin/token") {
         hide(t);
     }
+    if let Some(Value::Object(ups)) = v.get_mut("upstreams") {
+        for u in ups.values_mut() {
+            if let Some(s) = u.pointer_mut("/sticky/secret") {
+                hide(s);
+            }
+        }
+    }
     if let Some(Value::Array(routes)) = v.get_mut("routes") {
         for r in routes {
             if let Some(Value::Array(keys)) = r.pointer_mut("/auth/api_keys") {

@@ -123,12 +123,20 @@ fn finish(result: Result<String, String>) -> i32 {
 pub fn reload(path: &Path) -> i32 {
     finish((|| {
         let (loaded, conf) = load(path)?;
-        if loaded.config.admin.is_some() {
+        // Without a token the API is read-only (its POST /reload answers
+        // 403): the local operator, who owns the pid, signals instead.
+        if loaded
+            .config
+            .admin
+            .as_ref()
+            .is_some_and(|a| a.token.is_some())
+        {
             let target = crate::admin_client::Target::resolve(path, None, None)?;
             match target.call("POST", "/reload", None) {
                 Ok((200, v)) => {
                     return Ok(format!("reloaded: {}", v["changed"].as_str().unwrap_or("")));
                 }
+                Ok((403, _)) => log::debug!("admin API is read-only; using SIGHUP"),
                 Ok((code, v)) => {
                     let why = v["error"]
                         .as_str()

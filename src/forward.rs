@@ -67,6 +67,46 @@ pub fn keep_te_trailers(downstream: &RequestHeader, upstream: &mut RequestHeader
     }
 }
 
+/// The host a client asked for: its `Host` header, or for an HTTP/2 client
+/// (and an absolute-form target without one) the request's authority
+/// (`:authority`), which takes `Host`'s place there.
+pub fn request_host(req: &RequestHeader) -> Option<HeaderValue> {
+    if let Some(h) = req.headers.get(header::HOST) {
+        return Some(h.clone());
+    }
+    let authority = req.uri.authority()?;
+    HeaderValue::from_str(authority.as_str()).ok()
+}
+
+/// The host a client asked for, as text for the access log (see
+/// [`request_host`]); empty when there is none.
+pub fn request_host_text(req: &RequestHeader) -> &str {
+    match req.headers.get(header::HOST) {
+        Some(h) => h.to_str().unwrap_or(""),
+        None => req.uri.authority().map_or("", |a| a.as_str()),
+    }
+}
+
+/// Joins the `cookie` fields of an HTTP/2 request into one, separated by
+/// `; ` (RFC 9113 §8.2.3): HTTP/2 clients send one field per cookie, and
+/// an HTTP/1.1 backend expects one `Cookie` line.
+pub fn join_cookies(req: &mut RequestHeader) {
+    let mut fields = req.headers.get_all(header::COOKIE).iter();
+    if fields.next().is_none() || fields.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::with_capacity(128);
+    for v in req.headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        let _ = req.insert_header(header::COOKIE, v);
+    }
+}
+
 /// The names weir adds, as written on the wire. Pingora keeps every
 /// header's case next to its value: a `&'static str` name is kept as it is,
 /// where a [`HeaderName`] would be copied into a title-cased buffer on every
@@ -82,12 +122,27 @@ pub mod wire {
     pub const X_FORWARDED_HOST: &str = "X-Forwarded-Host";
 }
 
-/// Whether `name` is one that an untrusted peer may not send on.
+/// Whether `name` is one that an untrusted peer may not send on: the
+/// whole `X-Forwarded-*` family (`-Port`, `-Prefix`, `-Server`, … as well
+/// as `-Host` and `-Proto`: frameworks build redirect URLs from them),
+/// `Forwarded` and the [`IDENTITY`] headers. (`X-Forwarded-For` is
+/// replaced in any case.)
 fn untrusted_drops(name: &HeaderName) -> bool {
-    *name == FORWARDED
-        || *name == X_FORWARDED_HOST
-        || *name == X_FORWARDED_PROTO
-        || IDENTITY.contains(name)
+    name.as_str().starts_with("x-forwarded-") || *name == FORWARDED || IDENTITY.contains(name)
+}
+
+/// Removes every header [`untrusted_drops`] names (rare: the names are
+/// collected only when one is there).
+fn drop_untrusted(req: &mut RequestHeader) {
+    let names: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|n| untrusted_drops(n))
+        .cloned()
+        .collect();
+    for n in &names {
+        req.remove_header(n);
+    }
 }
 
 /// `ip` as text into `buf` (IPv4 by hand: the formatter machinery costs
@@ -158,12 +213,7 @@ pub fn set_forwarded(
     // One look at the names the client sent, instead of a removal (two
     // hash lookups) per name that is almost never there.
     if !trusted && req.headers.keys().any(untrusted_drops) {
-        req.remove_header(&FORWARDED);
-        req.remove_header(&X_FORWARDED_HOST);
-        req.remove_header(&X_FORWARDED_PROTO);
-        for h in &IDENTITY {
-            req.remove_header(h);
-        }
+        drop_untrusted(req);
     }
     if let Some(v) = xff {
         let _ = req.insert_header(wire::X_FORWARDED_FOR, v);
@@ -359,6 +409,33 @@ mod tests {
             req.headers.get("x-forwarded-for").unwrap(),
             "6.6.6.6, 5.5.5.5, 10.0.0.1"
         );
+    }
+
+    #[test]
+    fn http2_cookie_fields_are_joined_and_one_is_left_alone() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("cookie", "a=1").unwrap();
+        req.append_header("cookie", "b=2").unwrap();
+        req.append_header("cookie", "c=3").unwrap();
+        join_cookies(&mut req);
+        let all: Vec<_> = req.headers.get_all("cookie").iter().collect();
+        assert_eq!(all, ["a=1; b=2; c=3"]);
+        let mut one = RequestHeader::build("GET", b"/", None).unwrap();
+        one.append_header("cookie", "a=1").unwrap();
+        join_cookies(&mut one);
+        assert_eq!(one.headers.get("cookie").unwrap(), "a=1");
+    }
+
+    #[test]
+    fn the_host_of_an_http2_request_is_its_authority() {
+        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+        req.set_uri(http::Uri::from_static("https://api.test:8443/x"));
+        assert_eq!(request_host(&req).unwrap(), "api.test:8443");
+        assert_eq!(request_host_text(&req), "api.test:8443");
+        req.insert_header("host", "other.test").unwrap();
+        assert_eq!(request_host(&req).unwrap(), "other.test");
+        let bare = RequestHeader::build("GET", b"/x", None).unwrap();
+        assert_eq!((request_host(&bare), request_host_text(&bare)), (None, ""));
     }
 
     #[test]

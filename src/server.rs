@@ -80,30 +80,58 @@ struct NoCallbacks;
 #[async_trait]
 impl pingora_core::listeners::TlsAccept for NoCallbacks {}
 
-/// The TLS settings of an https listener: SNI through `resolver`, ALPN h2
-/// when `http2`, client certificates checked against `client_ca`.
-fn tls_settings(
+/// The TLS acceptor of an https listener: SNI through `resolver`, ALPN h2
+/// when `http2`, client certificates checked against `client_ca`, and only
+/// the TLS versions `min_version` allows.
+///
+/// Pingora's `TlsSettings::build` always offers TLS 1.2 and 1.3, so weir
+/// builds the rustls config itself and puts it into the acceptor Pingora
+/// built (its `acceptor` field is public): with `min_version: "1.3"` a
+/// TLS 1.2 ClientHello is refused in the handshake, and a scanner sees TLS
+/// 1.2 not offered.
+fn tls_acceptor(
     tls: &crate::config::model::ListenerTls,
     resolver: Arc<crate::tls::SniResolver>,
     dir: &Path,
-) -> Result<pingora_core::listeners::tls::TlsSettings, String> {
+) -> Result<pingora_core::listeners::tls::Acceptor, String> {
+    use pingora_rustls::{version, ServerConfig, TlsAcceptor};
     let mut settings =
         pingora_core::listeners::tls::TlsSettings::with_callbacks(Box::new(NoCallbacks))
             .map_err(|e| e.to_string())?;
-    settings.set_cert_resolver(resolver);
+    settings.set_cert_resolver(resolver.clone());
     if tls.http2 {
         settings.enable_h2();
     }
-    if let Some(ca) = &tls.client_ca {
-        let mut roots = pingora_rustls::RootCertStore::empty();
-        pingora_rustls::load_ca_file_into_store(dir.join(ca), &mut roots)
-            .map_err(|e| e.to_string())?;
-        let verifier = pingora_rustls::WebPkiClientVerifier::builder(Arc::new(roots))
-            .build()
-            .map_err(|e| format!("client_ca {ca}: {e}"))?;
-        settings.set_client_cert_verifier(verifier);
-    }
-    Ok(settings)
+    let mut acceptor = settings.build();
+    let versions = match tls.min_version.as_deref() {
+        Some("1.3") => &[&version::TLS13][..],
+        _ => &[&version::TLS12, &version::TLS13][..],
+    };
+    let builder = ServerConfig::builder_with_protocol_versions(versions);
+    let builder = match client_verifier(tls, dir)? {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
+    config.alpn_protocols = acceptor.acceptor.config().alpn_protocols.clone();
+    acceptor.acceptor = TlsAcceptor::from(Arc::new(config));
+    Ok(acceptor)
+}
+
+/// The verifier of client certificates for `client_ca`, if set.
+fn client_verifier(
+    tls: &crate::config::model::ListenerTls,
+    dir: &Path,
+) -> Result<Option<Arc<dyn pingora_rustls::ClientCertVerifier>>, String> {
+    let Some(ca) = &tls.client_ca else {
+        return Ok(None);
+    };
+    let mut roots = pingora_rustls::RootCertStore::empty();
+    pingora_rustls::load_ca_file_into_store(dir.join(ca), &mut roots).map_err(|e| e.to_string())?;
+    let verifier = pingora_rustls::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .map_err(|e| format!("client_ca {ca}: {e}"))?;
+    Ok(Some(verifier))
 }
 
 struct DrainWatcher {
@@ -167,6 +195,7 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
         &server.configuration,
         Proxy::new(live.snapshot.clone(), draining.clone(), access_log.clone()),
         &live.snapshot.load(),
+        access_log.clone(),
     );
     let mut tcp = Vec::new();
     let mut http = Vec::new();
@@ -182,7 +211,7 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
             ListenerProtocol::Http | ListenerProtocol::Https => {
                 let tls = match (&l.tls, live.tls.get(i).cloned().flatten()) {
                     (Some(tls), Some(resolver)) => {
-                        Some(Arc::new(tls_settings(tls, resolver, &dir)?.build()))
+                        Some(Arc::new(tls_acceptor(tls, resolver, &dir)?))
                     }
                     _ => None,
                 };

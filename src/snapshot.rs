@@ -75,8 +75,6 @@ pub struct ListenerLimits {
     pub max_header_size: usize,
     /// Connections come over TLS (`X-Forwarded-Proto: https`, `$scheme`).
     pub https: bool,
-    /// Only TLS 1.3 sessions are served.
-    pub tls13_only: bool,
     /// Deadline for a whole request head, from its first byte.
     pub header_timeout: std::time::Duration,
     /// Idle seconds allowed between requests (`None`: no keep-alive).

@@ -41,6 +41,10 @@ fn forwarded_headers_are_set_and_spoofs_dropped() {
             ("x-forwarded-for", "6.6.6.6"),
             ("x-forwarded-host", "evil"),
             ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-port", "443"),
+            ("x-forwarded-prefix", "/evil"),
+            ("x-forwarded-server", "evil"),
+            ("x-forwarded-ssl", "on"),
         ],
     )
     .unwrap();
@@ -48,6 +52,15 @@ fn forwarded_headers_are_set_and_spoofs_dropped() {
         r.echoed_header("x-forwarded-for").as_deref(),
         Some("127.0.0.1")
     );
+    // The rest of the family (redirect URLs are built from them) is dropped.
+    for h in [
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-forwarded-server",
+        "x-forwarded-ssl",
+    ] {
+        assert_eq!(r.echoed_header(h), None, "{h} from an untrusted peer");
+    }
     assert_eq!(
         r.echoed_header("x-forwarded-proto").as_deref(),
         Some("http")
@@ -76,12 +89,18 @@ fn trusted_proxy_chain_is_extended() {
         &[
             ("x-forwarded-for", "203.0.113.9"),
             ("x-forwarded-proto", "https"),
+            ("x-forwarded-port", "443"),
         ],
     )
     .unwrap();
     assert_eq!(
         r.echoed_header("x-forwarded-for").as_deref(),
         Some("203.0.113.9, 127.0.0.1")
+    );
+    assert_eq!(
+        r.echoed_header("x-forwarded-port").as_deref(),
+        Some("443"),
+        "a trusted proxy's X-Forwarded-Port is passed on"
     );
     assert_eq!(
         r.echoed_header("x-forwarded-proto").as_deref(),

@@ -867,3 +867,31 @@ upstreams:
     .unwrap();
     assert_eq!(r.status, 403);
 }
+
+/// An admin section without a token makes the API read-only (its
+/// `POST /reload` answers 403): `weir reload` signals the process instead,
+/// and the new file takes effect.
+#[test]
+fn reload_with_a_read_only_admin_api_signals_the_process() {
+    let a = TestBackend::start("a");
+    let (listen, adm) = (free_addr(), free_addr());
+    let up = format!("    backends: [\"{}\"]", a.addr());
+    let cfg = base(listen, adm, &up, "").replace("token: s3cret, ", "");
+    let w = WeirProcess::start(&cfg, listen);
+    assert!(wait_port(adm, START_TIMEOUT), "admin never listened");
+    assert_eq!(get(listen, "/pong").status, 404);
+    w.write_config(&cfg.replace("path_prefix: /ping", "path_prefix: /pong"));
+    let path = w.config_path().to_str().unwrap().to_string();
+    let out = run_weir(&["reload", "-c", &path]);
+    assert!(
+        out.status.success(),
+        "weir reload with a read-only admin API: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("reloaded (pid"),
+        "through SIGHUP: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(get(listen, "/pong").status, 200, "the new route answers");
+}

@@ -92,6 +92,16 @@ upstreams:
     let (code, err, _) = check(&text);
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("error"), "{err}");
+    assert!(
+        err.contains("upstreams.pool.sticky.secret") && err.contains("invert"),
+        "a sticky cookie without a secret is warned about: {err}"
+    );
+    let (code, err, _) = check(&text.replace(
+        "cookie: weir_affinity }",
+        "cookie: weir_affinity, secret: s3cr3t-value }",
+    ));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("sticky.secret"), "{err}");
 }
 
 #[test]

@@ -553,3 +553,43 @@ fn an_added_backend_takes_traffic_only_after_a_passing_health_check() {
     assert!(late.requests() >= 2, "health check and traffic");
     assert_eq!(backend_status(adm, late_addr)["healthy"], true);
 }
+
+/// The cookie value is a keyed MAC: two instances with the same `secret`
+/// name a backend alike (a client keeps its backend across a fleet and a
+/// rolling upgrade), another secret gives other values, and the cookie
+/// carries `SameSite=Lax` (no `Secure` over plain HTTP).
+#[test]
+fn sticky_values_are_keyed_by_the_secret_and_agree_across_instances() {
+    let backends = three_backends();
+    let addrs: Vec<SocketAddr> = backends.iter().map(TestBackend::addr).collect();
+    let start = |secret: &str| {
+        let (listen, adm) = (free_addr(), free_addr());
+        let extra = format!("\n    sticky: {{ cookie: weir_affinity, secret: {secret} }}");
+        let w = WeirProcess::start(&cfg(listen, adm, "", &addrs, &extra), listen);
+        (w, listen)
+    };
+    let (_a, listen_a) = start("fleet-secret-1");
+    let (_b, listen_b) = start("fleet-secret-1");
+    let (_c, listen_c) = start("other-secret-2");
+    let (value, first) = pin(listen_a, &backends);
+    let line = affinity_cookie(&get(listen_a, "/")).unwrap().1;
+    assert!(line.contains("SameSite=Lax"), "{line}");
+    assert!(
+        !line.contains("Secure"),
+        "no Secure over plain HTTP: {line}"
+    );
+    // Instance b honours a's cookie: same backend, no new cookie.
+    for _ in 0..5 {
+        let r = with_cookie(listen_b, &value);
+        assert_eq!(r.backend(), backends[first].name());
+        assert!(
+            affinity_cookie(&r).is_none(),
+            "b re-pinned: {:?}",
+            r.headers
+        );
+    }
+    // Instance c does not know the value: it pins anew, with another value.
+    let r = with_cookie(listen_c, &value);
+    let (other, _) = affinity_cookie(&r).expect("c sets its own cookie");
+    assert_ne!(other, value);
+}

@@ -285,6 +285,50 @@ fn min_version_13_refuses_tls12_sessions() {
     assert_eq!(code(&["--tlsv1.3"]), "200");
     assert_eq!(code(&["--tls-max", "1.2"]), "000");
     assert_eq!(b.requests(), 1, "the TLS 1.2 request reached no backend");
+    // Refused in the handshake itself (a scanner sees TLS 1.2 not offered),
+    // not completed and closed afterwards.
+    let (rt, tls12) = tls_client_only(&ca, false);
+    let (_, tls13) = tls_client_only(&ca, true);
+    let name = || pingora_rustls::ServerName::try_from("a.test").unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(listen).await.unwrap();
+        let r = tls12.connect(name(), tcp).await;
+        assert!(r.is_err(), "a TLS 1.2 handshake completed");
+        let tcp = tokio::net::TcpStream::connect(listen).await.unwrap();
+        assert!(
+            tls13.connect(name(), tcp).await.is_ok(),
+            "TLS 1.3 handshake"
+        );
+    });
+    let s = Command::new("openssl")
+        .args(["s_client", "-connect", &listen.to_string(), "-tls1_2"])
+        .args(["-servername", "a.test"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&s.stdout);
+    assert!(
+        !s.status.success() && !out.contains("BEGIN CERTIFICATE"),
+        "openssl -tls1_2 got a certificate: {out}"
+    );
+}
+
+/// Like [`tls_client`], speaking only TLS 1.3 (`tls13`) or only TLS 1.2.
+fn tls_client_only(
+    ca: &Ca,
+    tls13: bool,
+) -> (tokio::runtime::Runtime, pingora_rustls::TlsConnector) {
+    let (rt, _) = tls_client(ca);
+    let versions = match tls13 {
+        true => &[&pingora_rustls::version::TLS13][..],
+        false => &[&pingora_rustls::version::TLS12][..],
+    };
+    let mut roots = pingora_rustls::RootCertStore::empty();
+    roots.add(ca.cert.der().clone()).unwrap();
+    let config = pingora_rustls::ClientConfig::builder_with_protocol_versions(versions)
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (rt, pingora_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 /// weir with one https listener (certificate for `a.test`) that also has
@@ -451,4 +495,38 @@ fn time_in_days(days: i64) -> (i32, u8, u8) {
                 + days * 86_400) as u64,
         );
     (t.year(), t.month() as u8, t.day())
+}
+
+/// A sticky cookie set over https carries `Secure` (and `SameSite=Lax`).
+#[test]
+fn a_sticky_cookie_over_https_is_secure() {
+    let dir = TestDir::create();
+    let ca = ca();
+    let ca_path = write_ca(dir.path(), &ca);
+    let (c, k) = leaf(dir.path(), "a", &ca, &["a.test"], None);
+    let b = TestBackend::start("b");
+    let listen = free_addr();
+    let tls = format!(
+        "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}] }}",
+        c.display(),
+        k.display()
+    );
+    let cfg = config(listen, b.addr(), &tls).replace(
+        "b: { backends: [",
+        "b: { sticky: { cookie: sid, secret: s3cret-sticky }, backends: [",
+    );
+    let _w = WeirProcess::start(&cfg, listen);
+    let out = curl_name(
+        "a.test",
+        listen.port(),
+        &ca_path,
+        &["-sS", "-D", "-", "-o", "/dev/null"],
+    );
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let line = head
+        .lines()
+        .find(|l| l.starts_with("set-cookie: sid="))
+        .unwrap_or_else(|| panic!("no sticky cookie: {head}"));
+    assert!(line.contains("; secure"), "{line}");
+    assert!(line.contains("samesite=lax"), "{line}");
 }

@@ -122,28 +122,40 @@ pub(super) fn listeners(cfg: &FileConfig, issues: &mut Vec<Issue>) -> Listeners 
                 ),
             )),
         }
-        if l.protocol == ListenerProtocol::Tcp {
-            check_tcp(l, &base, issues);
-        } else if l.upstream.is_some() {
-            issues.push(Issue::at_key(
-                format!("{base}.upstream"),
-                "upstream is for protocol: tcp listeners; http and https listeners reach upstreams through routes",
-            ));
-        }
-        match (l.protocol, &l.tls) {
-            (ListenerProtocol::Tcp, _) => {}
-            (ListenerProtocol::Https, None) => issues.push(Issue::new(
-                base.clone(),
-                "an https listener needs tls: { certificates: [{ cert, key }] }",
-            )),
-            (ListenerProtocol::Http, Some(_)) => issues.push(Issue::at_key(
-                format!("{base}.tls"),
-                "tls is for protocol: https listeners",
-            )),
-            _ => {}
-        }
+        check_protocol_keys(l, &base, issues);
     }
     out
+}
+
+/// The keys that belong to one listener protocol only (`upstream` to tcp,
+/// `tls` to https, `http2` to http), and what each protocol needs.
+fn check_protocol_keys(l: &ListenerConfig, base: &str, issues: &mut Vec<Issue>) {
+    if l.protocol == ListenerProtocol::Tcp {
+        check_tcp(l, base, issues);
+    } else if l.upstream.is_some() {
+        issues.push(Issue::at_key(
+            format!("{base}.upstream"),
+            "upstream is for protocol: tcp listeners; http and https listeners reach upstreams through routes",
+        ));
+    }
+    match (l.protocol, &l.tls) {
+        (ListenerProtocol::Tcp, _) => {}
+        (ListenerProtocol::Https, None) => issues.push(Issue::new(
+            base.to_string(),
+            "an https listener needs tls: { certificates: [{ cert, key }] }",
+        )),
+        (ListenerProtocol::Http, Some(_)) => issues.push(Issue::at_key(
+            format!("{base}.tls"),
+            "tls is for protocol: https listeners",
+        )),
+        _ => {}
+    }
+    if l.http2 && l.protocol != ListenerProtocol::Http {
+        issues.push(Issue::at_key(
+            format!("{base}.http2"),
+            "http2 is for protocol: http listeners (h2c); https listeners offer HTTP/2 with tls.http2",
+        ));
+    }
 }
 
 /// What a `tcp` listener may not have, and the `upstream` it must have
@@ -231,7 +243,6 @@ pub(super) fn limits(cfg: &FileConfig, issues: &mut Vec<Issue>) -> Vec<ListenerL
             ListenerLimits {
                 max_header_size: max as usize,
                 https: l.protocol == ListenerProtocol::Https,
-                tls13_only: min == Some("1.3"),
                 header_timeout,
                 keepalive,
                 max_connections,

@@ -1745,3 +1745,46 @@ fn short_admin_token_is_a_warning() {
         .iter()
         .any(|w| w.path == "admin.token" && w.message.contains("16 characters")));
 }
+
+#[test]
+fn http2_belongs_to_http_listeners_and_a_sticky_secret_may_not_be_empty() {
+    check(&[
+        Case {
+            name: "http2 on a tcp listener",
+            yaml: "\
+listeners:
+  - name: pg
+    address: 127.0.0.1:5433
+    protocol: tcp
+    upstream: api
+    http2: true
+upstreams:
+  api:
+    backends: [127.0.0.1:9000]
+",
+            line: 6,
+            col: 5,
+            path: "listeners[0].http2",
+            message: &["http2 is for protocol: http listeners"],
+        },
+        Case {
+            name: "empty sticky secret",
+            yaml: "\
+listeners:
+  - name: web
+    address: 127.0.0.1:8080
+    http2: true
+routes:
+  - upstream: api
+upstreams:
+  api:
+    backends: [127.0.0.1:9000]
+    sticky: { cookie: sid, secret: \"\" }
+",
+            line: 10,
+            col: 36,
+            path: "upstreams.api.sticky.secret",
+            message: &["empty"],
+        },
+    ]);
+}

@@ -85,8 +85,17 @@ pub(super) fn group(
             && s.cookie
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c));
-        if ok {
-            Some(s.cookie.as_str().into())
+        if s.secret.as_deref() == Some("") {
+            issues.push(Issue::new(
+                format!("{base}.sticky.secret"),
+                "empty: leave it out for the default key, or set one (e.g. ${STICKY_SECRET})",
+            ));
+            None
+        } else if ok {
+            Some(crate::upstream::sticky::StickySpec::new(
+                &s.cookie,
+                s.secret.as_deref(),
+            ))
         } else {
             issues.push(Issue::new(
                 format!("{base}.sticky.cookie"),

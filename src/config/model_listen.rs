@@ -32,6 +32,11 @@ pub struct ListenerConfig {
     /// source address is the client's. Default: false.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// `http` listeners: also accept cleartext HTTP/2 with prior knowledge
+    /// (h2c: gRPC clients without TLS) beside HTTP/1.1 on the same port.
+    /// (https listeners offer HTTP/2 by ALPN with `tls.http2`.) Default: false.
+    #[serde(default)]
+    pub http2: bool,
 }
 
 /// `listeners[].timeouts`.

@@ -81,6 +81,12 @@ pub struct CircuitBreakerConfig {
 pub struct StickyConfig {
     /// Cookie that pins a client to its backend.
     pub cookie: String,
+    /// Key of the cookie values' HMAC (default: a fixed, documented key,
+    /// which `weir check` warns about: the values can then be inverted to
+    /// the backends' addresses by trial). Every instance serving the same
+    /// clients needs the same secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// `upstreams.*.discovery`.

@@ -29,6 +29,14 @@ pub fn warnings(cfg: &FileConfig) -> Vec<Issue> {
             ));
         }
     }
+    for (name, u) in &cfg.upstreams {
+        if u.sticky.as_ref().is_some_and(|s| s.secret.is_none()) {
+            out.push(Issue::new(
+                format!("upstreams.{name}.sticky.secret"),
+                "not set: the cookie values use weir's public default key, so anyone can invert one to its backend's address by trying addresses; set a secret (e.g. ${STICKY_SECRET}), the same on every instance",
+            ));
+        }
+    }
     for name in cfg.upstreams.keys() {
         if !cfg
             .routes

@@ -19,6 +19,8 @@
 //! gathers small writes until a flush ([`super::coalesce`]).
 
 use super::coalesce::Coalesce;
+use super::refusal;
+use crate::access_log::AccessLog;
 use async_trait::async_trait;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::raw_connect::ProxyDigest;
@@ -76,6 +78,10 @@ pub struct HeadClock {
     /// Small writes gathered until a flush (see [`super::coalesce`]; on a
     /// TLS stream each write would otherwise be a record and a send).
     out: Coalesce,
+    /// Where an answer to a refused head is logged ([`super::refusal`]).
+    log: Option<Arc<AccessLog>>,
+    /// weir's answer to a refused head is out; Pingora's is dropped.
+    refused: bool,
 }
 
 impl std::fmt::Debug for HeadClock {
@@ -89,8 +95,14 @@ impl std::fmt::Debug for HeadClock {
 
 impl HeadClock {
     /// Wraps `inner`, armed for the connection's first head; `keepalive`
-    /// is the listener's idle limit between requests (seconds; `None`: off).
-    pub fn new(inner: Stream, limit: Duration, keepalive: Option<u64>) -> HeadClock {
+    /// is the listener's idle limit between requests (seconds; `None`: off);
+    /// `log` is the access log, for heads Pingora refuses.
+    pub fn new(
+        inner: Stream,
+        limit: Duration,
+        keepalive: Option<u64>,
+        log: Option<Arc<AccessLog>>,
+    ) -> HeadClock {
         HeadClock {
             inner,
             limit,
@@ -105,6 +117,8 @@ impl HeadClock {
             exact_head: AtomicBool::new(false),
             head_len: AtomicUsize::new(0),
             out: Coalesce::default(),
+            log,
+            refused: false,
         }
     }
 
@@ -157,6 +171,17 @@ impl HeadClock {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    /// Whether the bytes read so far ([`HeadClock::poll_first_bytes`]) are
+    /// the start of the HTTP/2 connection preface (or all of it, and more).
+    /// No HTTP/1 request starts that way (`PRI * HTTP/2.0` is refused by
+    /// HTTP/1 parsers).
+    pub fn starts_with_h2_preface(&self) -> bool {
+        const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        let kept = self.first.as_deref().unwrap_or_default();
+        let kept = &kept[self.first_at.min(kept.len())..];
+        !kept.is_empty() && (kept.starts_with(PREFACE) || PREFACE.starts_with(kept))
     }
 
     /// A new head starts with the next byte read.
@@ -281,6 +306,38 @@ impl AsyncRead for HeadClock {
     }
 }
 
+impl HeadClock {
+    /// A write while a head is being read: Pingora answering a head it
+    /// refused. Its bytes are dropped; weir's answer goes out once instead
+    /// (see [`refusal`]).
+    fn poll_refuse(&mut self, cx: &mut Context<'_>, written: &[u8]) -> Poll<io::Result<usize>> {
+        if self.refused {
+            return Poll::Ready(Ok(written.len()));
+        }
+        let peer = self
+            .inner
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let elapsed = self.deadline.map_or(Duration::ZERO, |d| {
+            (Instant::now() + self.limit).saturating_duration_since(d)
+        });
+        let refused = refusal::Refused {
+            status: refusal::status_of(written),
+            first: self.first.as_deref().unwrap_or_default(),
+            peer,
+            elapsed,
+        };
+        let id = crate::forward::new_request_id();
+        let id = id.to_str().unwrap_or("-");
+        let answer = refusal::answer(refused.status, id);
+        ready!(self.out.poll_write(&mut self.inner, cx, &answer))?;
+        self.refused = true;
+        // Recorded once the answer is accepted (a pending write is retried).
+        refusal::record(&refused, id, self.log.as_deref());
+        Poll::Ready(Ok(written.len()))
+    }
+}
+
 impl AsyncWrite for HeadClock {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -288,6 +345,9 @@ impl AsyncWrite for HeadClock {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.armed.load(Relaxed) {
+            return this.poll_refuse(cx, buf);
+        }
         this.out.poll_write(&mut this.inner, cx, buf)
     }
 
@@ -308,6 +368,17 @@ impl AsyncWrite for HeadClock {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.armed.load(Relaxed) {
+            let total = bufs.iter().map(|b| b.len()).sum();
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            return match this.poll_refuse(cx, first) {
+                Poll::Ready(Ok(_)) => Poll::Ready(Ok(total)),
+                other => other,
+            };
+        }
         this.out.poll_write_vectored(&mut this.inner, cx, bufs)
     }
 
@@ -394,8 +465,22 @@ impl GetSocketDigest for HeadClock {
 
 #[async_trait]
 impl Peek for HeadClock {
+    /// Pingora peeks for the h2c preface on a stream the front hands it
+    /// ([`HeadClock::starts_with_h2_preface`]): the bytes the clock already
+    /// read are what a peek of the socket would have shown. With fewer kept
+    /// than asked for, "could not peek" (Pingora then keeps its h2c
+    /// setting, which the front only uses for preface connections).
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
+        let kept = self.first.as_deref().unwrap_or_default();
+        let kept = &kept[self.first_at.min(kept.len())..];
+        if kept.is_empty() {
+            return self.inner.try_peek(buf).await;
+        }
+        if kept.len() < buf.len() {
+            return Ok(false);
+        }
+        buf.copy_from_slice(&kept[..buf.len()]);
+        Ok(true)
     }
 }
 
@@ -410,7 +495,7 @@ mod tests {
         let client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let stream: Stream = Box::new(pingora_core::protocols::l4::stream::Stream::from(server));
-        (HeadClock::new(stream, limit, Some(60)), client)
+        (HeadClock::new(stream, limit, Some(60), None), client)
     }
 
     #[tokio::test]

@@ -16,15 +16,20 @@
 //!   between requests a connection waits in a small future of its own, not
 //!   inside Pingora's per-request one (what an idle client costs);
 //!   HTTP/2 goes to Pingora unchanged (its idle limit is the service's
-//!   `h2_idle_timeout`).
+//!   `h2_idle_timeout`): by ALPN on https listeners, and on http listeners
+//!   with `http2: true` when the connection's first bytes are the HTTP/2
+//!   preface (h2c with prior knowledge, as gRPC clients without TLS send);
+//! - answers heads Pingora's parser refuses itself ([`refusal`]).
 
 pub mod clock;
 mod coalesce;
 pub mod listen;
 pub mod proxy_in;
+mod refusal;
 
 pub use clock::head_done;
 
+use crate::access_log::AccessLog;
 use crate::config::model::ListenerProtocol;
 use crate::snapshot::{find_listener, Snapshot};
 use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ServerApp};
@@ -61,6 +66,8 @@ pub struct ListenerFront {
     pub tls: bool,
     /// `weir_connections_active{listener}`.
     pub active: Option<prometheus::IntGauge>,
+    /// An http listener with `http2: true`: h2c with prior knowledge too.
+    pub h2c: bool,
 }
 
 impl ListenerFront {
@@ -81,6 +88,7 @@ impl ListenerFront {
                     slots: l.max_connections.map(|n| Arc::new(Slots::new(n))),
                     proxy_protocol: l.proxy_protocol,
                     tls: l.https,
+                    h2c: c.http2 && c.protocol == ListenerProtocol::Http,
                     active: http
                         .then(|| crate::metrics::connections_active(name))
                         .flatten(),
@@ -140,6 +148,8 @@ impl Drop for Active {
 pub struct Front<A> {
     app: Arc<A>,
     listeners: Arc<[ListenerFront]>,
+    /// The access log, for heads Pingora refuses ([`refusal`]).
+    log: Option<Arc<AccessLog>>,
 }
 
 impl<A> Clone for Front<A> {
@@ -147,6 +157,7 @@ impl<A> Clone for Front<A> {
         Front {
             app: self.app.clone(),
             listeners: self.listeners.clone(),
+            log: self.log.clone(),
         }
     }
 }
@@ -157,11 +168,13 @@ impl<A> Front<A> {
         self.listeners.get(i)
     }
 
-    /// The front over `app` for `listeners` (see [`ListenerFront::all`]).
-    pub fn new(app: A, listeners: Arc<[ListenerFront]>) -> Front<A> {
+    /// The front over `app` for `listeners` (see [`ListenerFront::all`]);
+    /// heads Pingora refuses are logged to `log`.
+    pub fn new(app: A, listeners: Arc<[ListenerFront]>, log: Option<Arc<AccessLog>>) -> Front<A> {
         Front {
             app: Arc::new(app),
             listeners,
+            log,
         }
     }
 }
@@ -177,7 +190,12 @@ impl<A: HttpServerApp + Send + Sync + 'static> Front<A> {
     /// keep-alive client so holds its socket, the clock and this loop, not
     /// a request's worth of state.
     async fn serve_h1(&self, stream: Stream, l: &ListenerFront, shutdown: &ShutdownWatch) {
-        let mut clock = Box::new(clock::HeadClock::new(stream, l.header, l.keepalive));
+        let mut clock = Box::new(clock::HeadClock::new(
+            stream,
+            l.header,
+            l.keepalive,
+            self.log.clone(),
+        ));
         // The first request may be slow to come only for as long as a
         // keep-alive client may idle (the header timeout without keep-alive).
         let mut idle = Idle::new(
@@ -192,6 +210,13 @@ impl<A: HttpServerApp + Send + Sync + 'static> Front<A> {
         loop {
             if !buffered && !idle.wait_for_request(&mut clock, first).await {
                 return;
+            }
+            if first && l.h2c && clock.starts_with_h2_preface() {
+                // The preface is kept in the clock and read again by
+                // Pingora's h2 server; HTTP/2 has no head deadline here.
+                clock.disarm();
+                drop(idle);
+                return Box::pin(self.serve_h2(clock, shutdown)).await;
             }
             let mut session = ServerSession::new_http1(clock);
             if let Some(settings) = settings.take() {
@@ -371,21 +396,31 @@ impl<A: HttpServerApp + Send + Sync + 'static> Front<A> {
             stream.selected_alpn_proto(),
             Some(ALPN::H2 | ALPN::Custom(_))
         ) {
-            // Pingora's h2 server, as its own `ServerApp` runs it.
-            let mut next = self.app.process_new(stream, shutdown).await;
-            while let Some(s) = next {
-                next = self.app.process_new(s, shutdown).await;
-            }
-            return;
+            return self.serve_h2(stream, shutdown).await;
         }
         self.serve_h1(stream, l, shutdown).await;
+    }
+
+    /// Pingora's h2 server, as its own `ServerApp` runs it.
+    async fn serve_h2(&self, stream: Stream, shutdown: &ShutdownWatch) {
+        let mut next = self.app.process_new(stream, shutdown).await;
+        while let Some(s) = next {
+            next = self.app.process_new(s, shutdown).await;
+        }
     }
 }
 
 /// The front of every http/https listener: Pingora's proxy app for `inner`,
 /// with an HTTP/2 idle limit of the longest `keepalive` among h2 listeners
-/// (Pingora has one per app).
-pub fn front<SV>(conf: &Arc<ServerConf>, inner: SV, snap: &Snapshot) -> Front<HttpProxy<SV>>
+/// (Pingora has one per app), h2c allowed when an http listener has
+/// `http2: true` (the front only hands Pingora a plain connection that
+/// starts with the HTTP/2 preface), and `log` for refused heads.
+pub fn front<SV>(
+    conf: &Arc<ServerConf>,
+    inner: SV,
+    snap: &Snapshot,
+    log: Option<Arc<AccessLog>>,
+) -> Front<HttpProxy<SV>>
 where
     SV: ProxyHttp + Send + Sync + 'static,
     SV::CTX: Send + Sync,
@@ -397,13 +432,14 @@ where
         .listeners
         .iter()
         .zip(listeners.iter())
-        .filter(|(c, _)| c.tls.as_ref().is_some_and(|t| t.http2))
+        .filter(|(c, l)| l.h2c || c.tls.as_ref().is_some_and(|t| t.http2))
         .filter_map(|(_, l)| l.keepalive)
         .max();
     let mut options = HttpServerOptions::default();
     options.h2_idle_timeout = h2_idle.map(Duration::from_secs);
+    options.h2c = listeners.iter().any(|l| l.h2c);
     app.server_options = Some(options);
-    Front::new(app, listeners)
+    Front::new(app, listeners, log)
 }
 
 #[cfg(test)]

@@ -58,6 +58,19 @@ impl Proxy {
     }
 }
 
+/// Writes `100 Continue`. Pingora closes a connection whose response
+/// starts before the request body is read (its
+/// `close_on_response_before_downstream_finish`), and counts the interim
+/// `100` as such a start: the final answer then carried `Connection: close`
+/// (nginx keeps the connection). The rule is lifted for the `100` only.
+async fn write_continue(session: &mut Session) -> Result<()> {
+    let downstream = session.as_mut();
+    downstream.set_close_on_response_before_downstream_finish(false);
+    let written = downstream.write_continue_response().await;
+    downstream.set_close_on_response_before_downstream_finish(true);
+    written
+}
+
 fn count_retry(ctx: &Ctx) {
     if let Some(c) = ctx.group().and_then(|g| g.retries.as_ref()) {
         c.inc();
@@ -105,7 +118,16 @@ impl ProxyHttp for Proxy {
                 // passed its checks (as nginx does); the backend gets no Expect.
                 if expects_continue(session.req_header()) {
                     ctx.sent_continue = true;
-                    session.as_mut().write_continue_response().await?;
+                    write_continue(session).await?;
+                }
+                if !request::read_small_h2_body(session).await {
+                    // The h2 stream was malformed (DATA and content-length
+                    // disagree) and reset; no backend was contacted.
+                    return Error::e_explain(
+                        ErrorType::HTTPStatus(400),
+                        "HTTP/2 request body does not match its content-length",
+                    )
+                    .map_err(|e| e.into_down());
                 }
                 Ok(false)
             }
@@ -186,7 +208,7 @@ impl ProxyHttp for Proxy {
             crate::proxy_protocol::attach(&mut peer, header);
         }
         ctx.set_cookie = match (&group.sticky, choice.sticky_hit) {
-            (Some(s), false) => s.set_cookie(&info),
+            (Some(s), false) => s.set_cookie(&info, ctx.https),
             _ => None,
         };
         info.shared.in_flight.fetch_add(1, Relaxed);
@@ -214,7 +236,10 @@ impl ProxyHttp for Proxy {
             upstream.set_uri(uri.clone());
         }
         forward::keep_te_trailers(session.req_header(), upstream);
-        let host = session.req_header().headers.get(header::HOST).cloned();
+        let host = forward::request_host(session.req_header());
+        if session.req_header().version == http::Version::HTTP_2 {
+            forward::join_cookies(upstream);
+        }
         forward::set_forwarded(
             upstream,
             peer_ip(session),
@@ -364,6 +389,24 @@ impl ProxyHttp for Proxy {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+
+    /// A failure on the client's side (it left, reset its stream as a gRPC
+    /// cancel does, or sent a malformed body) is the client's doing: the
+    /// access log has it (499 or the status sent); the process log keeps
+    /// its errors for weir and its backends.
+    fn suppress_error_log(&self, _session: &Session, ctx: &Ctx, e: &Error) -> bool {
+        if e.esource() == &ErrorSource::Downstream {
+            log::debug!(
+                "request {} ended on the client's side: {e}",
+                ctx.request_id
+                    .as_ref()
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+            );
+            return true;
+        }
+        false
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {

@@ -43,7 +43,7 @@ pub(super) fn record(
         client: ctx.client,
         peer: peer_ip(session),
         method: req.method.as_str(),
-        host: header(header::HOST),
+        host: crate::forward::request_host_text(req),
         path: req.uri.path(),
         query: req.uri.query(),
         status,

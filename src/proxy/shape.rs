@@ -56,6 +56,34 @@ pub(super) fn transfer_encoding(req: &RequestHeader) -> Option<u16> {
     }
 }
 
+/// The status for a head whose `Host` or framing weir refuses (see
+/// [`host_ok`], [`transfer_encoding`], [`content_length_ok`]).
+pub(super) fn refusal(req: &RequestHeader) -> Option<u16> {
+    if !host_ok(req) {
+        return Some(400);
+    }
+    if let Some(status) = transfer_encoding(req) {
+        return Some(status);
+    }
+    (!content_length_ok(req)).then_some(400)
+}
+
+/// Whether `Content-Length` frames the body one way only: at most one
+/// field, holding digits only. A list (`5, 5`) or a repeated field, even of
+/// one value, is refused (400, as nginx) rather than forwarded as sent, so
+/// weir and the backend can never read the body's length differently.
+pub(super) fn content_length_ok(req: &RequestHeader) -> bool {
+    let mut cl = req.headers.get_all(header::CONTENT_LENGTH).iter();
+    match (cl.next(), cl.next()) {
+        (None, _) => true,
+        (Some(v), None) => {
+            let v = v.as_bytes().trim_ascii();
+            !v.is_empty() && v.iter().all(u8::is_ascii_digit)
+        }
+        (Some(_), Some(_)) => false,
+    }
+}
+
 /// Longest request-target (nginx's default buffer is 8 KiB; Pingora's URI
 /// parser refuses 64 KiB and more with a 400 of its own).
 pub(super) const MAX_TARGET: usize = 16 << 10;

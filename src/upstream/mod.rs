@@ -56,8 +56,8 @@ pub struct GroupSpec {
     pub host_header: Option<http::HeaderValue>,
     /// Circuit breaker limits.
     pub breaker: Option<BreakerSpec>,
-    /// Cookie name for session affinity.
-    pub sticky: Option<Box<str>>,
+    /// Cookie name and value key for session affinity.
+    pub sticky: Option<sticky::StickySpec>,
     /// Backends not in the previous group wait for one passing health check.
     pub probation: bool,
     /// TLS towards the backends.
@@ -254,7 +254,7 @@ impl Group {
                 draining: b.draining,
                 source: b.source,
                 peer,
-                sticky_value: sticky::value_for(name, addr),
+                sticky_value: sticky::value_for(spec.sticky.as_ref(), name, addr),
                 shared,
                 requests: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
@@ -321,8 +321,8 @@ impl Group {
             spec.breaker.is_some() || backends.values().any(|b| b.shared.probation.load(Relaxed));
         let sticky = spec
             .sticky
-            .as_deref()
-            .map(|cookie| sticky::Sticky::new(cookie, backends.values()));
+            .as_ref()
+            .map(|s| sticky::Sticky::new(&s.cookie, backends.values()));
         Group {
             name: spec.name.clone(),
             retries: crate::metrics::retries(name),
