@@ -16,6 +16,17 @@ profile=${WEIR_DEB_PROFILE:-dev}
 target=${CARGO_TARGET_DIR:-$PWD/target}
 export CARGO_TARGET_DIR=$target
 fail() { echo "test-deb: FAIL: $*" >&2; exit 1; }
+# dpkg, waiting (up to 2 min) while another dpkg or apt holds its lock.
+dpkg_() {
+  local out
+  for _ in $(seq 1 60); do
+    if out=$(dpkg "$@" 2>&1); then echo "$out"; return 0; fi
+    if ! grep -q "lock" <<<"$out"; then echo "$out" >&2; return 1; fi
+    sleep 2
+  done
+  echo "$out" >&2
+  return 1
+}
 step() { echo "-- $*"; }
 
 if dpkg -s weir >/dev/null 2>&1; then
@@ -26,7 +37,7 @@ if getent passwd weir >/dev/null; then
 fi
 work=$(mktemp -d)
 cleanup() {
-  dpkg -P weir >/dev/null 2>&1 || true
+  if dpkg -s weir >/dev/null 2>&1; then dpkg_ -P weir >/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -57,7 +68,7 @@ lintian --fail-on error,warning --info "$deb"
 
 snapshot > "$work/before"
 step "dpkg -i"
-dpkg -i "$deb"
+dpkg_ -i "$deb"
 getent passwd weir >/dev/null || fail "no weir user"
 [ "$(getent passwd weir | cut -d: -f7)" = /usr/sbin/nologin ] || fail "the weir user can log in"
 for d in /var/lib/weir /var/log/weir /var/cache/weir; do
@@ -89,14 +100,14 @@ bash -c 'source /usr/share/bash-completion/completions/weir && COMP_WORDS=(weir 
 
 step "upgrade keeps an edited conffile"
 sed -i 's/level: info/level: debug  # edited by the operator/' /etc/weir/weir.yaml
-dpkg -i --force-confold "$newer"
+dpkg_ -i --force-confold "$newer"
 [ "$(dpkg-query -W -f '${Version}' weir)" = 0.1.0-2 ] || fail "not upgraded"
 grep -q 'edited by the operator' /etc/weir/weir.yaml || fail "the edited config was replaced"
 [ ! -e /etc/weir/weir.yaml.dpkg-new ] || fail "a .dpkg-new appeared for an unchanged conffile"
 /usr/bin/weir check -c /etc/weir/weir.yaml >/dev/null
 
 step "dpkg -P"
-dpkg -P weir
+dpkg_ -P weir
 ! getent passwd weir >/dev/null || fail "the weir user is left"
 snapshot > "$work/after"
 if ! diff -u "$work/before" "$work/after"; then
