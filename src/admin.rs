@@ -181,6 +181,7 @@ impl AdminApi {
 
     fn status(&self) -> Value {
         let snap = self.live.snapshot.load_full();
+        let now = std::time::Instant::now();
         let upstreams: Vec<Value> = snap
             .groups
             .iter()
@@ -190,6 +191,7 @@ impl AdminApi {
                     .iter()
                     .filter_map(|a| g.backends.get(a))
                     .map(|b| {
+                        let recent = b.shared.window.summary(now);
                         let state = if !b.enabled {
                             "disabled"
                         } else if b.draining {
@@ -211,13 +213,19 @@ impl AdminApi {
                             "requests": b.requests.load(Relaxed),
                             "failures": b.failures.load(Relaxed),
                             "source": b.source.as_str(),
+                            "rps": recent.rps,
+                            "error_ratio": recent.error_ratio,
+                            "p50_ms": recent.p50_ms,
+                            "p99_ms": recent.p99_ms,
                         })
                     })
                     .collect();
                 json!({ "name": &*g.name, "algorithm": g.config.algorithm.as_str(), "backends": backends })
             })
             .collect();
-        json!({ "upstreams": upstreams })
+        let mut out = crate::admin_page::overview(&snap, self.token.is_none());
+        out["upstreams"] = Value::Array(upstreams);
+        out
     }
 
     /// `GET /ready`: 200 when ready, 503 while binding or once stopping.
@@ -296,6 +304,10 @@ impl AdminApi {
             }
         }
         let mutating = !matches!(method, Method::GET | Method::HEAD);
+        if method == Method::GET && path == "/" {
+            // The page holds no data; what it shows it reads with the token.
+            return crate::admin_page::page();
+        }
         let open = path == "/health" || path == "/ready";
         if !open || mutating {
             if let Err(ApiError(code, msg)) = self.authorized(session, mutating) {

@@ -9,6 +9,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod admin_client;
+pub mod admin_page;
 pub mod background;
 pub mod cli;
 pub mod commands;

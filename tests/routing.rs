@@ -156,11 +156,13 @@ fn paths_are_normalized_before_matching_and_forwarding() {
         assert_eq!(r.status, 400, "{bad}");
     }
     // the connection is handled, not dropped: a malformed request line gets
-    // an empty 400 and the connection is closed (a dropped connection fails here)
+    // weir's 400 (with a request id) and the connection is closed (a
+    // dropped connection fails here)
     let before = a.received() + b.received();
     let r = raw(listen, b"GARBAGE\r\n\r\n")
         .unwrap_or_else(|e| panic!("malformed request line: no answer ({e})"));
-    assert_eq!((r.status, r.body.as_str()), (400, ""), "{r:?}");
+    assert_eq!((r.status, r.body.as_str()), (400, "bad request\n"), "{r:?}");
+    assert!(r.header("x-request-id").is_some(), "{r:?}");
     assert_eq!(r.header("connection"), Some("close"), "{r:?}");
     assert_eq!(
         a.received() + b.received(),

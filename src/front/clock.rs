@@ -175,13 +175,15 @@ impl HeadClock {
 
     /// Whether the bytes read so far ([`HeadClock::poll_first_bytes`]) are
     /// the start of the HTTP/2 connection preface (or all of it, and more).
-    /// No HTTP/1 request starts that way (`PRI * HTTP/2.0` is refused by
-    /// HTTP/1 parsers).
+    /// No HTTP/1 request starts with `PRI` (the method is reserved for the
+    /// preface, RFC 9113 §3.4); fewer than three bytes (`P`, `PR`: a `PUT`
+    /// or a `PROPFIND` cut short) are left to the HTTP/1 parser, which reads
+    /// on (an h2 client writes its preface in one piece).
     pub fn starts_with_h2_preface(&self) -> bool {
         const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
         let kept = self.first.as_deref().unwrap_or_default();
         let kept = &kept[self.first_at.min(kept.len())..];
-        !kept.is_empty() && (kept.starts_with(PREFACE) || PREFACE.starts_with(kept))
+        kept.len() >= 3 && (kept.starts_with(PREFACE) || PREFACE.starts_with(kept))
     }
 
     /// A new head starts with the next byte read.
@@ -552,6 +554,27 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(350)).await;
         let e = clock.read(&mut buf).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn the_h2_preface_is_told_from_http1_methods() {
+        for (bytes, h2) in [
+            (&b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0"[..], true),
+            (b"PRI * HT", true),
+            (b"PRI", true),
+            (b"PR", false),
+            (b"P", false),
+            (b"PUT / HTTP/1.1\r\n", false),
+            (b"PROPFIND / HTTP/1.1\r\n", false),
+            (b"GET / HTTP/1.1\r\n", false),
+        ] {
+            let (mut clock, mut client) = pair(Duration::from_secs(1)).await;
+            client.write_all(bytes).await.unwrap();
+            std::future::poll_fn(|cx| clock.poll_first_bytes(cx))
+                .await
+                .unwrap();
+            assert_eq!(clock.starts_with_h2_preface(), h2, "{bytes:?}");
+        }
     }
 
     #[test]

@@ -21,7 +21,11 @@ pub(super) fn record(
         (None, Some(_)) => 499,
         (None, None) => 0,
     };
-    let elapsed = ctx.start.elapsed();
+    let now = std::time::Instant::now();
+    let elapsed = now.saturating_duration_since(ctx.start);
+    if let Some(b) = &ctx.backend {
+        b.shared.window.record(now, elapsed, status >= 500);
+    }
     let req = session.req_header();
     match ctx.route() {
         Some(r) => r.metrics.record(&req.method, status, elapsed.as_secs_f64()),

@@ -7,6 +7,7 @@ pub mod breaker;
 pub mod health;
 pub mod selection;
 pub mod sticky;
+pub mod window;
 
 pub use balancer::Balancer;
 
@@ -130,6 +131,8 @@ pub struct Shared {
     pub breaker: BreakerState,
     /// Added after start: takes no traffic until a health check passes.
     pub probation: AtomicBool,
+    /// Recent requests, errors and latency, for the status page.
+    pub window: window::Window,
 }
 
 /// A backend as weir sees it: config, a prebuilt peer and live counters.

@@ -1,0 +1,341 @@
+//! The status page (`GET /` on the admin listener) in a real browser:
+//! headless Chromium driven through chromedriver (fantoccini), against a
+//! running weir with real backends. What a person would see: a killed
+//! backend turns DOWN, a backend named with HTML shows as text, the drain
+//! button drains (and `/status` agrees) with the token, a change without
+//! the right token is refused, a read-only weir says so, no console errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "page-test-token-0123456789";
+/// A backend whose name is markup: the page must show it as text.
+const HOSTILE: &str = "<img src=x id=pwned onerror=alert(1)>";
+
+/// chromedriver on a free loopback port, killed (by pid) when dropped.
+struct Driver {
+    child: Child,
+    addr: SocketAddr,
+    profile: TestDir,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let addr = free_addr();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={}", addr.port()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian's chromium-driver) must be installed");
+        assert!(
+            wait_port(addr, Duration::from_secs(10)),
+            "chromedriver did not listen"
+        );
+        Driver {
+            child,
+            addr,
+            profile: TestDir::create(),
+        }
+    }
+
+    async fn browser(&self) -> Client {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
+                    format!("--user-data-dir={}", self.profile.path().display()),
+                ],
+            }),
+        );
+        caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://{}", self.addr))
+            .await
+            .expect("a Chromium session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The browser's console entries at SEVERE level (errors), through
+/// chromedriver's log endpoint (fantoccini has no call for it).
+fn console_errors(driver: SocketAddr, session: &str) -> Vec<String> {
+    let path = format!("/session/{session}/se/log");
+    let body = br#"{"type":"browser"}"#;
+    let r = request_with_body(
+        driver,
+        "POST",
+        &path,
+        &[("content-type", "application/json")],
+        body,
+    )
+    .unwrap();
+    let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+    v["value"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter(|e| e["level"] == "SEVERE")
+                .map(|e| e["message"].to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// weir with an admin listener (`token` or read-only) in front of backends
+/// `a` (plain) and `b` (named with markup), with fast health checks.
+fn start(a: &TestBackend, b: &TestBackend, token: Option<&str>) -> (WeirProcess, SocketAddr) {
+    let (listen, adm) = (free_addr(), free_addr());
+    let token = token.map_or(String::new(), |t| format!(", token: {t}"));
+    let cfg = format!(
+        r#"
+server: {{ threads: 1, pid_file: "{{{{DIR}}}}/weir.pid", upgrade_sock: "{{{{DIR}}}}/up.sock" }}
+admin: {{ listen: "{adm}"{token} }}
+listeners: [{{ name: web, address: "{listen}" }}]
+routes: [{{ name: main, upstream: pool }}]
+upstreams:
+  pool:
+    backends:
+      - {{ address: "{a}", name: alpha }}
+      - {{ address: "{b}", name: "{HOSTILE}" }}
+    health_check: {{ type: tcp, interval: 200ms, timeout: 100ms, unhealthy_threshold: 1, healthy_threshold: 1 }}
+"#,
+        a = a.addr(),
+        b = b.addr()
+    );
+    let w = WeirProcess::start(&cfg, listen);
+    assert!(wait_port(adm, START_TIMEOUT), "admin never listened");
+    for _ in 0..20 {
+        let _ = get(listen, "/");
+    }
+    (w, adm)
+}
+
+/// The text of the upstreams table row for `backend` (its first cell).
+async fn row_text(c: &Client, backend: &str) -> Option<String> {
+    let script = "const rows = [...document.querySelectorAll('#upstreams tr')];\
+        const r = rows.find(r => r.cells[0] && r.cells[0].textContent === arguments[0]);\
+        return r ? r.innerText : null;";
+    c.execute(script, vec![json!(backend)])
+        .await
+        .ok()?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Polls `f` every 100 ms until it is true or `limit` passes.
+async fn eventually<F, Fut>(limit: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn status_state(adm: SocketAddr, addr: SocketAddr) -> Option<String> {
+    let host = adm.to_string();
+    let auth = format!("Bearer {TOKEN}");
+    let r = request(
+        adm,
+        "GET",
+        "/status",
+        &[("host", host.as_str()), ("authorization", auth.as_str())],
+    )
+    .ok()?;
+    status_backend(&r.body, "pool", addr).and_then(|b| b["state"].as_str().map(str::to_string))
+}
+
+#[test]
+fn read_only_page_shows_state_escapes_names_and_follows_a_backend_down() {
+    let a = TestBackend::start("a");
+    let mut b = TestBackend::start("b");
+    let (_w, adm) = start(&a, &b, None);
+    let driver = Driver::start();
+    let rt = runtime();
+    rt.block_on(async {
+        let browser = driver.browser().await;
+        let c = &browser;
+        c.goto(&format!("http://{adm}/")).await.unwrap();
+        assert!(
+            eventually(Duration::from_secs(10), || async move {
+                row_text(c, "alpha").await.is_some_and(|t| t.contains("UP"))
+            })
+            .await,
+            "backend alpha shown UP"
+        );
+        // The markup name is shown as its text, and nothing of it ran.
+        let hostile = row_text(c, HOSTILE).await;
+        assert!(
+            hostile.is_some(),
+            "the markup-named backend is listed as text"
+        );
+        let injected = c
+            .execute("return document.getElementById('pwned') !== null;", vec![])
+            .await
+            .unwrap();
+        assert_eq!(
+            injected,
+            json!(false),
+            "markup from a backend name became an element"
+        );
+        let notice = c
+            .find(Locator::Css("#notice"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(notice.contains("Read-only"), "{notice}");
+        let buttons = c
+            .execute(
+                "return document.querySelectorAll('#upstreams button').length;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(buttons, json!(0), "no change buttons on a read-only weir");
+        // A killed backend turns DOWN within two refreshes (2 s each) of the
+        // health check noticing (200 ms).
+        b.stop();
+        assert!(
+            eventually(Duration::from_millis(4500), || async move {
+                row_text(c, HOSTILE)
+                    .await
+                    .is_some_and(|t| t.contains("DOWN"))
+            })
+            .await,
+            "the killed backend turned DOWN on the page: {:?}",
+            row_text(c, HOSTILE).await
+        );
+        let shot = c.screenshot().await.unwrap();
+        if let Ok(dir) = std::env::var("WEIR_PAGE_SCREENSHOT") {
+            std::fs::write(dir, &shot).unwrap();
+        }
+        assert!(shot.len() > 1000, "a screenshot");
+        let session = browser.session_id().await.unwrap().unwrap();
+        let errors = console_errors(driver.addr, &session);
+        assert!(errors.is_empty(), "console errors: {errors:?}");
+        browser.close().await.unwrap();
+    });
+    drop(a);
+}
+
+#[test]
+fn with_the_token_the_drain_button_drains_and_a_wrong_token_is_refused() {
+    let a = TestBackend::start("a");
+    let b = TestBackend::start("b");
+    let (_w, adm) = start(&a, &b, Some(TOKEN));
+    let a_addr = a.addr();
+    let driver = Driver::start();
+    let rt = runtime();
+    rt.block_on(async {
+        let browser = driver.browser().await;
+        let c = &browser;
+        c.goto(&format!("http://{adm}/")).await.unwrap();
+        let notice = move || async move {
+            c.find(Locator::Css("#notice"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        };
+        assert!(
+            eventually(Duration::from_secs(5), || async move {
+                notice().await.contains("token")
+            })
+            .await,
+            "the page asks for the token: {}",
+            notice().await
+        );
+        let input = c.find(Locator::Css("#token")).await.unwrap();
+        input.send_keys(&format!("{TOKEN}\u{E007}")).await.unwrap();
+        assert!(
+            eventually(Duration::from_secs(5), || async move {
+                row_text(c, "alpha").await.is_some()
+            })
+            .await,
+            "the table appears once the token is typed"
+        );
+        // Drain alpha with its button.
+        let drain = "const rows = [...document.querySelectorAll('#upstreams tr')];\
+            const r = rows.find(r => r.cells[0] && r.cells[0].textContent === 'alpha');\
+            r.querySelector('button[data-action=drain]').click(); return true;";
+        c.execute(drain, vec![]).await.unwrap();
+        assert!(
+            eventually(Duration::from_secs(5), || async move {
+                status_state(adm, a_addr).as_deref() == Some("draining")
+            })
+            .await,
+            "/status shows alpha draining"
+        );
+        assert!(
+            eventually(Duration::from_secs(5), || async move {
+                row_text(c, "alpha")
+                    .await
+                    .is_some_and(|t| t.contains("draining"))
+            })
+            .await,
+            "the page shows alpha draining"
+        );
+        // A wrong token (typed without a refresh): the change is refused.
+        let disable = "document.getElementById('token').value = 'wrong-token';\
+            const rows = [...document.querySelectorAll('#upstreams tr')];\
+            const r = rows.find(r => r.cells[0] && r.cells[0].textContent === 'alpha');\
+            r.querySelector('button[data-action=disable]').click(); return true;";
+        c.execute(disable, vec![]).await.unwrap();
+        assert!(
+            eventually(Duration::from_secs(5), || async move {
+                notice().await.contains("refused (401)")
+            })
+            .await,
+            "the page says the change was refused: {}",
+            notice().await
+        );
+        assert_eq!(status_state(adm, a.addr()).as_deref(), Some("draining"));
+        // The refused call is the console's only error (which also shows
+        // the console check of the other test reads real entries).
+        let session = browser.session_id().await.unwrap().unwrap();
+        let errors = console_errors(driver.addr, &session);
+        assert!(
+            !errors.is_empty() && errors.iter().all(|e| e.contains("401")),
+            "console errors: {errors:?}"
+        );
+        browser.close().await.unwrap();
+    });
+}
