@@ -142,13 +142,15 @@ fn bench_routing(c: &mut Criterion) {
     g.finish();
 }
 
-const ALGORITHMS: [&str; 6] = [
+const ALGORITHMS: [&str; 8] = [
     "round_robin",
     "weighted",
     "least_connections",
     "random",
     "consistent_hash",
     "ip_hash",
+    "least_request",
+    "peak_ewma",
 ];
 
 fn selection_yaml() -> String {

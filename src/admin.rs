@@ -217,10 +217,11 @@ impl AdminApi {
                             "error_ratio": recent.error_ratio,
                             "p50_ms": recent.p50_ms,
                             "p99_ms": recent.p99_ms,
+                            "effective_weight": g.effective_weight(b),
                         })
                     })
                     .collect();
-                json!({ "name": &*g.name, "algorithm": g.config.algorithm.as_str(), "backends": backends })
+                json!({ "name": &*g.name, "algorithm": g.config.algorithm.as_str(), "panic": g.in_panic(), "backends": backends })
             })
             .collect();
         let mut out = crate::admin_page::overview(&snap, self.token.is_none());
@@ -326,6 +327,9 @@ impl AdminApi {
             ),
             ("GET", ["ready"]) => self.readiness(),
             ("GET", ["status"]) => respond(200, self.status()),
+            ("GET", ["events"]) => {
+                respond(200, json!({ "events": crate::observe::events::recent() }))
+            }
             ("GET", ["config"]) => respond(200, redacted_config(&self.live.snapshot.load().config)),
             ("GET", ["metrics"]) => {
                 let text = crate::metrics::render(self.live.snapshot.load().samples());

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use std::sync::LazyLock;
 
 /// Whether the admin API serves `GET /events` (the page reads it then).
-const EVENTS_API: bool = false;
+const EVENTS_API: bool = true;
 
 /// The page.
 const PAGE: &str = include_str!("admin_page.html");

@@ -208,6 +208,28 @@ fn server_section_only(path: &Path) -> Option<ServerConf> {
     ))
 }
 
+/// Waits until the old process has exited and returns its account (or
+/// why there is none).
+fn account(conf: &ServerConf, old: i32) -> String {
+    let limit = conf.grace_period_seconds.unwrap_or(0)
+        + conf.graceful_shutdown_timeout_seconds.unwrap_or(0)
+        + 15;
+    if !wait(Duration::from_secs(limit), || !alive(old)) {
+        return format!("pid {old} is still draining after {limit} s");
+    }
+    let read = || crate::observe::account::read(&conf.pid_file, old as u32);
+    let mut found = None;
+    // Written just before it exits; a moment for the rename to land.
+    wait(Duration::from_secs(2), || {
+        found = read();
+        found.is_some()
+    });
+    match found {
+        Some(a) => a.describe(),
+        None => format!("pid {old} exited without leaving its account"),
+    }
+}
+
 fn sock_inode(path: &str) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.ino())
 }
@@ -274,10 +296,8 @@ pub fn upgrade(path: &Path) -> i32 {
             return Err(format!("the pid file {} still names {old}", conf.pid_file));
         }
         Ok(format!(
-            "upgraded: pid {new} now serves; pid {old} drains and exits within {} s",
-            conf.grace_period_seconds.unwrap_or(0)
-                + conf.graceful_shutdown_timeout_seconds.unwrap_or(0)
-                + 5
+            "upgraded: pid {new} now serves; {}",
+            account(&conf, old)
         ))
     })())
 }

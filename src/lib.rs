@@ -23,6 +23,7 @@ pub mod front;
 pub mod live;
 pub mod logging;
 pub mod metrics;
+pub mod observe;
 pub mod overlay;
 pub mod path;
 pub mod policy;

@@ -36,6 +36,9 @@ pub struct Metrics {
     rate_limited: IntCounterVec,
     shared_errors: IntCounterVec,
     circuit_open: IntGaugeVec,
+    panic: IntGaugeVec,
+    effective_weight: prometheus::GaugeVec,
+    budget_exhausted: IntCounterVec,
     log_dropped: IntCounter,
     tls_expiry: IntGaugeVec,
     reloads: IntCounterVec,
@@ -130,6 +133,28 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["upstream", "backend"],
     )?;
+    let panic = IntGaugeVec::new(
+        Opts::new(
+            "weir_upstream_panic",
+            "1 while an upstream is in panic mode",
+        ),
+        &["upstream"],
+    )?;
+    let effective_weight = prometheus::GaugeVec::new(
+        Opts::new(
+            "weir_backend_effective_weight",
+            "The weight a backend takes traffic with now (0 out of service; slow start ramps it)",
+        ),
+        &["upstream", "backend"],
+    )?;
+    registry.register(Box::new(effective_weight.clone()))?;
+    let budget_exhausted = IntCounterVec::new(
+        Opts::new(
+            "weir_retry_budget_exhausted_total",
+            "Retries not made because the upstream's retry budget was spent",
+        ),
+        &["upstream"],
+    )?;
     let connections_active = IntGaugeVec::new(
         Opts::new(
             "weir_connections_active",
@@ -172,13 +197,14 @@ fn build() -> Result<Metrics, prometheus::Error> {
         &reloads,
         &rate_limited,
         &shared_errors,
+        &budget_exhausted,
     ] {
         registry.register(Box::new(c.clone()))?;
     }
     for h in [&duration, &ttfb] {
         registry.register(Box::new(h.clone()))?;
     }
-    for g in [&in_flight, &backend_up, &circuit_open, &build_info] {
+    for g in [&in_flight, &backend_up, &circuit_open, &panic, &build_info] {
         registry.register(Box::new(g.clone()))?;
     }
     registry.register(Box::new(last_reload.clone()))?;
@@ -200,6 +226,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
         rate_limited,
         shared_errors,
         circuit_open,
+        panic,
+        effective_weight,
+        budget_exhausted,
         log_dropped,
         tls_expiry,
         reloads,
@@ -306,6 +335,11 @@ pub fn retries(upstream: &str) -> Option<IntCounter> {
     get().map(|m| m.retries.with_label_values(&[upstream]))
 }
 
+/// The retry-budget refusal counter of an upstream.
+pub fn retry_budget_exhausted(upstream: &str) -> Option<IntCounter> {
+    get().map(|m| m.budget_exhausted.with_label_values(&[upstream]))
+}
+
 /// Counts a failed health check.
 pub fn health_check_failed(upstream: &str, backend: &str) {
     if let Some(m) = get() {
@@ -396,6 +430,10 @@ pub struct BackendSample<'a> {
     pub up: bool,
     /// Circuit open (or half-open).
     pub circuit_open: bool,
+    /// Its upstream is in panic mode.
+    pub panic: bool,
+    /// The weight it takes traffic with now.
+    pub effective_weight: f64,
 }
 
 /// Renders the Prometheus text format, with the live gauges set from
@@ -411,7 +449,12 @@ pub fn render<'a>(backends: impl Iterator<Item = BackendSample<'a>>) -> String {
     m.in_flight.reset();
     m.backend_up.reset();
     m.circuit_open.reset();
+    m.panic.reset();
+    m.effective_weight.reset();
     for b in backends {
+        m.panic
+            .with_label_values(&[b.upstream])
+            .set(i64::from(b.panic));
         let labels = [b.upstream, b.backend];
         m.in_flight
             .with_label_values(&labels)
@@ -420,6 +463,9 @@ pub fn render<'a>(backends: impl Iterator<Item = BackendSample<'a>>) -> String {
         m.circuit_open
             .with_label_values(&labels)
             .set(i64::from(b.circuit_open));
+        m.effective_weight
+            .with_label_values(&labels)
+            .set(b.effective_weight);
     }
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&m.registry.gather(), &mut out);

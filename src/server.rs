@@ -147,8 +147,11 @@ impl BackgroundService for DrainWatcher {
         loop {
             tokio::select! {
                 phase = rx.recv() => match phase {
-                    Ok(ExecutionPhase::GracefulUpgradeTransferringFds
-                        | ExecutionPhase::GracefulUpgradeCloseTimeout
+                    Ok(ExecutionPhase::GracefulUpgradeTransferringFds) => {
+                        crate::observe::account::handover();
+                        self.draining.store(true, Relaxed);
+                    }
+                    Ok(ExecutionPhase::GracefulUpgradeCloseTimeout
                         | ExecutionPhase::GracefulTerminate
                         | ExecutionPhase::ShutdownStarted) => {
                         self.draining.store(true, Relaxed);
@@ -277,6 +280,12 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
         draining: draining.clone(),
     };
     server.add_service(background_service("drain watcher", watcher));
+    if flags.upgrade {
+        let collector = crate::observe::account::Collector {
+            pid_file: pid_file.clone(),
+        };
+        server.add_service(background_service("upgrade account", collector));
+    }
     log::info!(
         "weir {} starting with {} ({} listeners, {} routes, {} upstreams)",
         env!("CARGO_PKG_VERSION"),
@@ -295,5 +304,7 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals::new(draining)),
     });
+    // After a hand-over, the account of what this process did since.
+    crate::observe::account::finish(&pid_file);
     std::process::exit(0)
 }

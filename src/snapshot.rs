@@ -200,6 +200,8 @@ impl Snapshot {
                         .load(std::sync::atomic::Ordering::Relaxed),
                     up: g.is_up(*addr),
                     circuit_open: g.circuit(b) != Circuit::Closed,
+                    panic: g.in_panic(),
+                    effective_weight: g.effective_weight(b),
                 })
             })
         })

@@ -115,7 +115,7 @@ fn circuit_breaker_opens_lets_one_trial_through_and_closes_again() {
             adm,
             "\n    retries: 0",
             &[bad.addr(), good.addr()],
-            "\n    circuit_breaker: { consecutive_failures: 3, open_for: 2s }",
+            "\n    circuit_breaker: { consecutive_failures: 3, open_for: 2s, max_open_for: 2s }",
         ),
         listen,
     );

@@ -242,6 +242,21 @@ fn read_only_page_shows_state_escapes_names_and_follows_a_backend_down() {
             "the killed backend turned DOWN on the page: {:?}",
             row_text(c, HOSTILE).await
         );
+        // ... and the recent events say so.
+        assert!(
+            eventually(Duration::from_secs(5), || async move {
+                let t = c
+                    .find(Locator::Css("#events"))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                t.contains("DOWN")
+            })
+            .await,
+            "a DOWN event on the page"
+        );
         let shot = c.screenshot().await.unwrap();
         if let Ok(dir) = std::env::var("WEIR_PAGE_SCREENSHOT") {
             std::fs::write(dir, &shot).unwrap();

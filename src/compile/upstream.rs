@@ -4,6 +4,8 @@
 
 use crate::config::model::*;
 use crate::config::Issue;
+use crate::upstream::breaker::RateSpec;
+use crate::upstream::retry_budget::BudgetSpec;
 use crate::upstream::{BackendSpec, BreakerSpec, Group, GroupSpec, TlsSpec};
 use crate::values::{resolve, HashKey, Timeouts, HEALTH_INTERVAL, HEALTH_TIMEOUT};
 use std::collections::HashSet;
@@ -14,6 +16,17 @@ use std::time::Duration;
 const BREAKER_FAILURES: u32 = 5;
 /// Default `circuit_breaker.open_for`.
 const BREAKER_OPEN_FOR: Duration = Duration::from_secs(10);
+/// Default `circuit_breaker.max_open_for` (Envoy's `max_ejection_time`).
+const BREAKER_MAX_OPEN_FOR: Duration = Duration::from_secs(300);
+/// Default `circuit_breaker.max_open_percent` (Envoy's `max_ejection_percent`
+/// is 10%; weir keeps half the group in service).
+const MAX_OPEN_PERCENT: f64 = 50.0;
+/// Default `circuit_breaker.failure_rate.min_requests`.
+const RATE_MIN_REQUESTS: u32 = 20;
+/// Default `retry_budget.min_retries` (Envoy's).
+const BUDGET_MIN_RETRIES: u32 = 3;
+/// Default `circuit_breaker.failure_rate.window`.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
 
 /// Compiles one upstream; `None` (with issues) when it is invalid.
 pub(super) fn group(
@@ -59,27 +72,10 @@ pub(super) fn group(
         },
         None => None,
     };
-    let breaker = u.circuit_breaker.as_ref().map(|c| {
-        let path = format!("{base}.circuit_breaker");
-        let threshold = c.consecutive_failures.unwrap_or(BREAKER_FAILURES);
-        let open_for = c.open_for.map_or(BREAKER_OPEN_FOR, |d| d.0);
-        if threshold == 0 {
-            issues.push(Issue::new(
-                format!("{path}.consecutive_failures"),
-                "must be at least 1",
-            ));
-        }
-        if open_for.is_zero() {
-            issues.push(Issue::new(
-                format!("{path}.open_for"),
-                "must be greater than 0",
-            ));
-        }
-        BreakerSpec {
-            threshold,
-            open_for,
-        }
-    });
+    let breaker = u
+        .circuit_breaker
+        .as_ref()
+        .map(|c| breaker(c, &format!("{base}.circuit_breaker"), issues));
     let sticky = u.sticky.as_ref().and_then(|s| {
         let ok = !s.cookie.is_empty()
             && s.cookie
@@ -120,6 +116,17 @@ pub(super) fn group(
             "h2c is cleartext: remove tls, or use h2",
         ));
     }
+    let retry_budget = u
+        .retry_budget
+        .as_ref()
+        .map(|b| retry_budget(b, &format!("{base}.retry_budget"), issues));
+    let hashing = matches!(u.algorithm, Algorithm::ConsistentHash | Algorithm::IpHash);
+    if u.slow_start.is_some_and(|d| !d.0.is_zero()) && hashing {
+        issues.push(Issue::new(
+            format!("{base}.slow_start"),
+            "does not apply to consistent_hash or ip_hash (a ramp would move clients off their backend)",
+        ));
+    }
     if issues.len() != before {
         return None;
     }
@@ -135,8 +142,81 @@ pub(super) fn group(
         probation: later && u.health_check.is_some(),
         tls,
         protocol: u.protocol,
+        panic_threshold: u.panic_threshold.map_or(0.0, |p| p.0 / 100.0),
+        slow_start: u.slow_start.map(|d| d.0),
+        retry_budget,
+        later,
     };
     Some(Group::build(spec, previous))
+}
+
+/// Compiles `retry_budget`.
+fn retry_budget(b: &RetryBudgetConfig, path: &str, issues: &mut Vec<Issue>) -> BudgetSpec {
+    if b.ratio.0 <= 0.0 && b.min_retries == Some(0) {
+        issues.push(Issue::new(
+            format!("{path}.ratio"),
+            "0% with min_retries 0 allows no retry at all: set retries: 0 on the routes instead",
+        ));
+    }
+    BudgetSpec {
+        ratio: b.ratio.0 / 100.0,
+        min_retries: b.min_retries.unwrap_or(BUDGET_MIN_RETRIES) as usize,
+    }
+}
+
+/// Compiles `circuit_breaker`, every key checked with its path.
+fn breaker(c: &CircuitBreakerConfig, path: &str, issues: &mut Vec<Issue>) -> BreakerSpec {
+    let threshold = c.consecutive_failures.unwrap_or(BREAKER_FAILURES);
+    let open_for = c.open_for.map_or(BREAKER_OPEN_FOR, |d| d.0);
+    let max_open_for = c
+        .max_open_for
+        .map_or(BREAKER_MAX_OPEN_FOR.max(open_for), |d| d.0);
+    if threshold == 0 {
+        issues.push(Issue::new(
+            format!("{path}.consecutive_failures"),
+            "must be at least 1",
+        ));
+    }
+    if open_for.is_zero() {
+        issues.push(Issue::new(
+            format!("{path}.open_for"),
+            "must be greater than 0",
+        ));
+    }
+    if max_open_for < open_for {
+        issues.push(Issue::new(
+            format!("{path}.max_open_for"),
+            format!("must be at least open_for ({open_for:?})"),
+        ));
+    }
+    let rate = c.failure_rate.as_ref().map(|r| {
+        let p = format!("{path}.failure_rate");
+        if r.threshold.0 <= 0.0 {
+            issues.push(Issue::new(format!("{p}.threshold"), "must be above 0%"));
+        }
+        if r.min_requests == Some(0) {
+            issues.push(Issue::new(
+                format!("{p}.min_requests"),
+                "must be at least 1",
+            ));
+        }
+        let window = r.window.map_or(RATE_WINDOW, |d| d.0);
+        if window.is_zero() {
+            issues.push(Issue::new(format!("{p}.window"), "must be greater than 0"));
+        }
+        RateSpec {
+            threshold: r.threshold.0 / 100.0,
+            min_requests: r.min_requests.unwrap_or(RATE_MIN_REQUESTS),
+            window,
+        }
+    });
+    BreakerSpec {
+        threshold,
+        open_for,
+        max_open_for,
+        rate,
+        max_open_share: c.max_open_percent.map_or(MAX_OPEN_PERCENT, |p| p.0) / 100.0,
+    }
 }
 
 /// Replaces `host:port` backends by their first address, keeping the name

@@ -37,6 +37,24 @@ pub struct UpstreamConfig {
     /// Start each backend connection with a PROXY protocol header naming
     /// the client. Default: none.
     pub send_proxy_protocol: Option<ProxyProtocolVersion>,
+    /// Below this share of backends in service, balance over every enabled
+    /// backend, healthy or not. Default: 0% (never).
+    pub panic_threshold: Option<Pct>,
+    /// A backend entering service ramps from 10% to its full share over
+    /// this long. Default: 0s (at once).
+    pub slow_start: Option<Dur>,
+    /// Limits retries to a share of the requests in flight. Default: none.
+    pub retry_budget: Option<RetryBudgetConfig>,
+}
+
+/// `upstreams.*.retry_budget`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudgetConfig {
+    /// Retries in flight may be at most this share of requests in flight.
+    pub ratio: Pct,
+    /// Retries in flight always allowed, whatever the ratio. Default: 3.
+    pub min_retries: Option<u32>,
 }
 
 /// `upstreams.*.protocol`.
@@ -71,8 +89,60 @@ pub struct UpstreamTls {
 pub struct CircuitBreakerConfig {
     /// Real-traffic failures in a row that open it. Default: 5.
     pub consecutive_failures: Option<u32>,
-    /// How long it stays open before one trial request. Default: 10s.
+    /// How long it stays open before one trial request; doubles with each
+    /// opening in a row. Default: 10s.
     pub open_for: Option<Dur>,
+    /// Opens on a failure ratio too. Default: none.
+    pub failure_rate: Option<FailureRateConfig>,
+    /// The longest `open_for` gets by doubling. Default: 5m.
+    pub max_open_for: Option<Dur>,
+    /// Never more than this share of the group's backends open at once (one
+    /// may always open). Default: 50%.
+    pub max_open_percent: Option<Pct>,
+}
+
+/// `upstreams.*.circuit_breaker.failure_rate`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FailureRateConfig {
+    /// Failed share of the window's requests that opens the circuit.
+    pub threshold: Pct,
+    /// Fewer requests than this in the window never open it. Default: 20.
+    pub min_requests: Option<u32>,
+    /// How long requests are counted before the count starts over. Default: 10s.
+    pub window: Option<Dur>,
+}
+
+/// A percentage written as a string (`50%`, `12.5%`), 0 to 100.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pct(pub f64);
+
+impl<'de> Deserialize<'de> for Pct {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let bad = || {
+            serde::de::Error::custom(format!(
+                "invalid percentage {text:?}; write e.g. \"50%\" (0% to 100%)"
+            ))
+        };
+        let n: f64 = text
+            .trim()
+            .strip_suffix('%')
+            .ok_or_else(bad)?
+            .trim()
+            .parse()
+            .map_err(|_| bad())?;
+        if !(0.0..=100.0).contains(&n) {
+            return Err(bad());
+        }
+        Ok(Pct(n))
+    }
+}
+
+impl Serialize for Pct {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}%", self.0))
+    }
 }
 
 /// `upstreams.*.sticky`.
@@ -166,6 +236,10 @@ pub enum Algorithm {
     ConsistentHash,
     /// Hash of the client address.
     IpHash,
+    /// Of two random backends, the one with fewer requests in flight (Envoy's P2C).
+    LeastRequest,
+    /// Of two random backends, the lower peak-EWMA latency × (in flight + 1).
+    PeakEwma,
 }
 
 impl Algorithm {
@@ -178,6 +252,8 @@ impl Algorithm {
             Algorithm::Random => "random",
             Algorithm::ConsistentHash => "consistent_hash",
             Algorithm::IpHash => "ip_hash",
+            Algorithm::LeastRequest => "least_request",
+            Algorithm::PeakEwma => "peak_ewma",
         }
     }
 }

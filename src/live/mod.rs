@@ -244,10 +244,18 @@ impl Live {
         let line = match &result {
             Ok(summary) => {
                 info!("config reloaded from {}: {summary}", self.file.display());
+                crate::observe::events::record(
+                    "reload",
+                    None,
+                    None,
+                    format!("reloaded: {summary}"),
+                );
                 format!("{generation} ok {summary}\n")
             }
             Err(e) => {
                 error!("config reload failed, keeping the running config:\n{e}");
+                let message = format!("reload failed, nothing changed: {e}");
+                crate::observe::events::record("reload", None, None, message);
                 format!("{generation} error {e}\n")
             }
         };

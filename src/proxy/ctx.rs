@@ -69,6 +69,10 @@ pub struct Ctx {
     pub(super) start: Instant,
     pub(super) sent_upstream: Option<Instant>,
     pub(super) upstream_status: u16,
+    /// The request's hold on its upstream's retry budget.
+    pub(super) budget: Option<crate::upstream::retry_budget::Hold>,
+    /// Counted as started in the upgrade account (and not yet as ended).
+    pub(super) counted: bool,
 }
 
 impl Ctx {
@@ -96,6 +100,8 @@ impl Ctx {
             start: Instant::now(),
             sent_upstream: None,
             upstream_status: 0,
+            budget: None,
+            counted: false,
         }
     }
 
@@ -114,6 +120,18 @@ impl Ctx {
     pub(super) fn may_retry(&self) -> bool {
         let retries = self.route().map_or(0, |r| r.retries as usize);
         self.attempts <= retries && self.attempts < MAX_TRIES
+    }
+
+    /// Takes one retry from the upstream's budget (always granted without
+    /// one); a refusal is counted there.
+    pub(super) fn spend_retry(&mut self) -> bool {
+        let Some(group) = self.group().cloned() else {
+            return true;
+        };
+        match (&group.budget, self.budget.as_mut()) {
+            (Some(b), Some(hold)) => b.try_retry(hold),
+            _ => true,
+        }
     }
 
     /// Records the current attempt's outcome for the circuit breaker, once.

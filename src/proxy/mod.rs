@@ -98,7 +98,9 @@ impl ProxyHttp for Proxy {
         Ctx::new(self.snapshot.load_full())
     }
 
-    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        crate::observe::account::request_started();
+        ctx.counted = true;
         // Pipelined HTTP/1.1 requests are answered in order instead of the
         // connection being closed after the first (Pingora's default).
         session.as_mut().set_pipelining_enabled(true);
@@ -207,10 +209,18 @@ impl ProxyHttp for Proxy {
             let header = crate::proxy_protocol::header_for(v, source, inet(session.server_addr()));
             crate::proxy_protocol::attach(&mut peer, header);
         }
+        // The request counts in its upstream's retry budget from its first try.
+        let hold = match ctx.budget {
+            None => group.budget.as_ref().map(|b| b.hold()),
+            Some(_) => None,
+        };
         ctx.set_cookie = match (&group.sticky, choice.sticky_hit) {
             (Some(s), false) => s.set_cookie(&info, ctx.https),
             _ => None,
         };
+        if hold.is_some() {
+            ctx.budget = hold;
+        }
         info.shared.in_flight.fetch_add(1, Relaxed);
         info.requests.fetch_add(1, Relaxed);
         if ctx.attempts < MAX_TRIES {
@@ -273,8 +283,10 @@ impl ProxyHttp for Proxy {
         let status = resp.status.as_u16();
         ctx.upstream_status = status;
         if let (Some(sent), Some(b)) = (ctx.sent_upstream, &ctx.backend) {
+            let took = sent.elapsed();
+            b.shared.latency.observe(took);
             if let Some(h) = &b.ttfb {
-                h.observe(sent.elapsed().as_secs_f64());
+                h.observe(took.as_secs_f64());
             }
         }
         let failed = (502..=504).contains(&status);
@@ -285,6 +297,7 @@ impl ProxyHttp for Proxy {
             && !session.as_ref().retry_buffer_truncated()
             && ctx.may_retry()
             && has_alternative(session, ctx)
+            && ctx.spend_retry()
         {
             // Nothing has reached the client yet: failing here makes Pingora
             // call error_while_proxy, which asks for a retry elsewhere.
@@ -325,7 +338,7 @@ impl ProxyHttp for Proxy {
         }
         ctx.report(false);
         ctx.in_flight = None;
-        if ctx.may_retry() && has_alternative(session, ctx) {
+        if ctx.may_retry() && has_alternative(session, ctx) && ctx.spend_retry() {
             e.set_retry(true);
             count_retry(ctx);
         }
@@ -364,14 +377,14 @@ impl ProxyHttp for Proxy {
             && ctx.route().is_some_and(|r| r.retry_on.timeout)
             && matches!(e.etype(), ErrorType::ReadTimedout)
         {
-            e.set_retry(has_alternative(session, ctx));
+            e.set_retry(has_alternative(session, ctx) && ctx.spend_retry());
         } else {
             // A reused pooled connection that failed before the answer is
             // retried for any method (nothing was processed), but only on
             // another backend (SPEC §4): with none left the client gets 502.
             e.retry.decide_reuse(client_reused);
             let reused_reset = e.retry() && (idempotent || client_reused);
-            e.set_retry(reused_reset && has_alternative(session, ctx));
+            e.set_retry(reused_reset && has_alternative(session, ctx) && ctx.spend_retry());
         }
         e
     }
@@ -410,6 +423,9 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if std::mem::take(&mut ctx.counted) {
+            crate::observe::account::request_finished();
+        }
         record::record(session, e, ctx, self.access_log.as_deref());
     }
 }

@@ -1,6 +1,8 @@
 //! The selection algorithms: one enum over Pingora's `LoadBalancer` for each,
 //! built from a group's backends in service.
 
+use super::selection::p2c::LeastRequest;
+use super::selection::peak_ewma::PeakEwma;
 use super::selection::{Counters, LeastConnections, SmoothWeighted};
 use crate::config::model::Algorithm;
 use pingora_load_balancing::discovery;
@@ -23,6 +25,10 @@ pub enum Balancer {
     ConsistentHash(LoadBalancer<Consistent>),
     /// FNV hash of the client address.
     IpHash(LoadBalancer<FNVHash>),
+    /// Two random choices by requests in flight.
+    LeastRequest(LoadBalancer<LeastRequest>),
+    /// Two random choices by peak-EWMA latency × load.
+    PeakEwma(LoadBalancer<PeakEwma>),
 }
 
 macro_rules! each_lb {
@@ -34,6 +40,8 @@ macro_rules! each_lb {
             Balancer::Random($lb) => $e,
             Balancer::ConsistentHash($lb) => $e,
             Balancer::IpHash($lb) => $e,
+            Balancer::LeastRequest($lb) => $e,
+            Balancer::PeakEwma($lb) => $e,
         }
     };
 }
@@ -43,7 +51,8 @@ const MAX_ITERATIONS: usize = 256;
 
 impl Balancer {
     /// The balancer of `algorithm` over `set`, sharing `registry`'s health
-    /// state; `counters` are the in-flight counts least-connections reads.
+    /// state; `counters` are the per-backend loads and latencies that
+    /// least_connections, least_request and peak_ewma read.
     pub fn build(
         algorithm: Algorithm,
         set: BTreeSet<Backend>,
@@ -59,6 +68,10 @@ impl Balancer {
             Algorithm::Random => Balancer::Random(make_lb(set, registry, None)),
             Algorithm::ConsistentHash => Balancer::ConsistentHash(make_lb(set, registry, None)),
             Algorithm::IpHash => Balancer::IpHash(make_lb(set, registry, None)),
+            Algorithm::LeastRequest => {
+                Balancer::LeastRequest(make_lb(set, registry, Some(counters)))
+            }
+            Algorithm::PeakEwma => Balancer::PeakEwma(make_lb(set, registry, Some(counters))),
         }
     }
 

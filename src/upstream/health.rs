@@ -123,13 +123,27 @@ impl HealthCheck for LoggedCheck {
 
     async fn health_status_change(&self, target: &Backend, healthy: bool) {
         let addr = addr_of(target).map_or_else(|| target.addr.to_string(), |a| a.to_string());
+        let up = &*self.upstream;
         if healthy {
-            info!("backend {addr} in {} is UP", self.upstream);
+            info!("backend {addr} in {up} is UP");
+            // Back in service: slow start ramps its share from here.
+            if let Some((_, shared)) =
+                addr_of(target).and_then(|a| self.labels.load().get(&a).cloned())
+            {
+                shared.enter_service();
+            }
+            crate::observe::events::record("backend", Some(up), Some(&addr), "UP".into());
         } else {
             let reason = addr_of(target)
                 .and_then(|a| self.last_error.lock().ok()?.get(&a).cloned())
                 .unwrap_or_else(|| "check failed".into());
-            info!("backend {addr} in {} is DOWN ({reason})", self.upstream);
+            info!("backend {addr} in {up} is DOWN ({reason})");
+            crate::observe::events::record(
+                "backend",
+                Some(up),
+                Some(&addr),
+                format!("DOWN ({reason})"),
+            );
         }
     }
 

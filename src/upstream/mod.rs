@@ -5,13 +5,15 @@
 pub mod balancer;
 pub mod breaker;
 pub mod health;
+mod pick;
+pub mod retry_budget;
 pub mod selection;
 pub mod sticky;
 pub mod window;
 
 pub use balancer::Balancer;
 
-use crate::config::model::{Source, UpstreamConfig};
+use crate::config::model::{Algorithm, Source, UpstreamConfig};
 pub use crate::values::HashKey;
 use crate::values::Timeouts;
 pub use breaker::{Admit, BreakerSpec, BreakerState, Circuit};
@@ -65,6 +67,14 @@ pub struct GroupSpec {
     pub tls: Option<TlsSpec>,
     /// HTTP/1.1, h2 (over TLS) or h2c.
     pub protocol: crate::config::model::UpstreamProtocol,
+    /// Panic below this share (0..=1) of backends in service; 0: never.
+    pub panic_threshold: f64,
+    /// Slow-start ramp of a backend entering service.
+    pub slow_start: Option<std::time::Duration>,
+    /// Retry budget.
+    pub retry_budget: Option<retry_budget::BudgetSpec>,
+    /// Built after start-up: backends new to the group are entering service.
+    pub later: bool,
 }
 
 /// TLS towards an upstream's backends, checked at compile time.
@@ -133,6 +143,18 @@ pub struct Shared {
     pub probation: AtomicBool,
     /// Recent requests, errors and latency, for the status page.
     pub window: window::Window,
+    /// Peak-EWMA latency (`peak_ewma` reads it).
+    pub latency: selection::peak_ewma::Ewma,
+    /// When it last entered service (slow start).
+    pub entered: selection::slow_start::Entered,
+}
+
+impl Shared {
+    /// The backend enters service (UP again, circuit closed, added): slow
+    /// start ramps its share from now.
+    pub fn enter_service(&self) {
+        self.entered.now();
+    }
 }
 
 /// A backend as weir sees it: config, a prebuilt peer and live counters.
@@ -203,6 +225,12 @@ pub struct Group {
     pub sticky: Option<sticky::Sticky>,
     /// Whether selection must look at per-backend state (breaker, probation).
     gated: bool,
+    /// Panic mode, when `panic_threshold` is above 0%.
+    pub panic: Option<selection::panic::Panic>,
+    /// Slow-start ramp, when set and the algorithm walks candidates.
+    pub slow_start: Option<std::time::Duration>,
+    /// Retry budget, if configured.
+    pub budget: Option<retry_budget::Budget>,
 }
 
 impl std::fmt::Debug for Group {
@@ -242,6 +270,9 @@ impl Group {
                 None => {
                     let s = Shared::default();
                     s.probation.store(spec.probation, Relaxed);
+                    if spec.later {
+                        s.enter_service();
+                    }
                     Arc::new(s)
                 }
             };
@@ -308,7 +339,7 @@ impl Group {
         let counters: Counters = Arc::new(
             backends
                 .iter()
-                .map(|(a, i)| (*a, i.shared.in_flight.clone()))
+                .map(|(a, i)| (*a, i.shared.clone()))
                 .collect(),
         );
         let single = match (set.len(), set.first()) {
@@ -326,6 +357,13 @@ impl Group {
             .sticky
             .as_ref()
             .map(|s| sticky::Sticky::new(&s.cookie, backends.values()));
+        let hashing = matches!(cfg.algorithm, Algorithm::ConsistentHash | Algorithm::IpHash);
+        let slow_start = spec.slow_start.filter(|d| !d.is_zero() && !hashing);
+        let panic = (spec.panic_threshold > 0.0)
+            .then(|| selection::panic::Panic::new(spec.panic_threshold));
+        let budget = spec
+            .retry_budget
+            .map(|b| retry_budget::Budget::new(b, name));
         Group {
             name: spec.name.clone(),
             retries: crate::metrics::retries(name),
@@ -343,6 +381,9 @@ impl Group {
             breaker: spec.breaker,
             sticky,
             gated,
+            panic,
+            slow_start,
+            budget,
         }
     }
 
@@ -355,47 +396,6 @@ impl Group {
                 .map(|(a, i)| (*a, (i.label.clone(), i.shared.clone())))
                 .collect(),
         ));
-    }
-
-    /// The backend the algorithm offers for `key` that is healthy, not
-    /// `tried` and admitted by its circuit and probation, with whether it is
-    /// a half-open circuit's trial; `claim` takes that trial (without, this
-    /// only asks whether one is available). The HTTP and tcp paths both
-    /// select through here.
-    pub fn pick(
-        &self,
-        key: &[u8],
-        tried: impl Fn(SocketAddr) -> bool,
-        claim: bool,
-    ) -> Option<(Arc<BackendInfo>, bool)> {
-        let trial = std::cell::Cell::new(false);
-        let accept = |b: &Backend, healthy: bool| {
-            let Some(addr) = b.addr.as_inet() else {
-                return false;
-            };
-            if !healthy || tried(*addr) {
-                return false;
-            }
-            if !self.gated {
-                return true;
-            }
-            match self.backends.get(addr).map(|i| self.admit(i, claim)) {
-                Some(Admit::Yes) => true,
-                Some(Admit::Trial) => {
-                    trial.set(true);
-                    true
-                }
-                _ => false,
-            }
-        };
-        let info = match &self.single {
-            Some((only, info)) => accept(only, self.balancer.ready(only)).then(|| info.clone())?,
-            None => {
-                let chosen = self.balancer.select_with(key, accept)?;
-                self.backends.get(chosen.addr.as_inet()?)?.clone()
-            }
-        };
-        Some((info, trial.get()))
     }
 
     /// Whether selection must consult per-backend state ([`Group::admit`]).
@@ -414,7 +414,7 @@ impl Group {
             return Admit::No;
         }
         match &self.breaker {
-            Some(spec) => info.shared.breaker.admit(spec, claim),
+            Some(_) => info.shared.breaker.admit(claim),
             None => Admit::Yes,
         }
     }
@@ -432,9 +432,13 @@ impl Group {
         let Some(spec) = &self.breaker else { return };
         let who = (info.addr, &*self.name);
         if ok {
-            info.shared.breaker.success(who, trial);
+            info.shared.breaker.success(spec, who, trial);
+            if trial && info.shared.breaker.circuit() == Circuit::Closed {
+                info.shared.enter_service();
+            }
         } else {
-            info.shared.breaker.failure(spec, who, trial);
+            let may_open = || self.may_open_another(spec);
+            info.shared.breaker.failure(spec, who, trial, may_open);
         }
     }
 

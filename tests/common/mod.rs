@@ -15,6 +15,8 @@ pub mod certs;
 pub mod client;
 /// Daemonized weir processes, killed by pid.
 pub mod daemons;
+/// A bounded closed-loop load of keep-alive clients.
+pub mod load;
 /// A throw-away `redis-server` child process (for shared rate limits).
 pub mod redis;
 /// weir in front of one scripted backend (raw-socket regression suites).
@@ -31,6 +33,7 @@ pub use client::{
     READ_TIMEOUT,
 };
 pub use daemons::{alive, read_pid, Daemons};
+pub use load::{run_load, LoadResult};
 pub use rig::{rig, rig_with, Rig};
 pub use scripted::{
     echo_line, exchange, parse_responses, RawBackend, RawConn, RawRequest, RawResponse, Reply,

@@ -1,5 +1,13 @@
 //! Selection algorithms Pingora does not ship: smooth weighted round robin
-//! (nginx's) and least connections.
+//! (nginx's), least connections, and the two power-of-two-choices ones,
+//! `least_request` ([`p2c`]) and `peak_ewma` ([`peak_ewma`]); and the
+//! group-level rules over them: [`slow_start`] and [`panic`] mode (the
+//! ejection cap is the breaker's, `Group::outcome`).
+
+pub mod p2c;
+pub mod panic;
+pub mod peak_ewma;
+pub mod slow_start;
 
 use pingora_load_balancing::selection::{BackendIter, BackendSelection};
 use pingora_load_balancing::Backend;
@@ -106,10 +114,11 @@ impl BackendSelection for SmoothWeighted {
     }
 }
 
-/// In-flight request counters keyed by backend address, shared by every
-/// selector built for a group (and carried across reloads), so rebuilding the
-/// selector never resets what is in flight (the trap of Pingora #269/#821).
-pub type Counters = Arc<HashMap<SocketAddr, Arc<AtomicUsize>>>;
+/// Per-backend live state (in-flight counters, latency) keyed by address,
+/// shared by every selector built for a group (and carried across reloads),
+/// so rebuilding the selector never resets what is in flight (the trap of
+/// Pingora #269/#821).
+pub type Counters = Arc<HashMap<SocketAddr, Arc<super::Shared>>>;
 
 /// Least connections: the backend with the fewest requests in flight per
 /// unit of weight; ties are broken round robin.
@@ -159,7 +168,8 @@ impl BackendSelection for LeastConnections {
             .map(|b| {
                 b.addr
                     .as_inet()
-                    .and_then(|a| counters.get(a).cloned())
+                    .and_then(|a| counters.get(a))
+                    .map(|s| s.in_flight.clone())
                     .unwrap_or_default()
             })
             .collect();
@@ -202,8 +212,9 @@ mod tests {
             .iter()
             .map(|a| Backend::new(a).unwrap())
             .collect();
-        let busy = Arc::new(AtomicUsize::new(3));
-        let idle = Arc::new(AtomicUsize::new(0));
+        let busy = Arc::new(super::super::Shared::default());
+        busy.in_flight.store(3, Relaxed);
+        let idle = Arc::new(super::super::Shared::default());
         let mut map = HashMap::new();
         map.insert("127.0.0.1:1".parse().unwrap(), busy);
         map.insert("127.0.0.1:2".parse().unwrap(), idle.clone());
@@ -212,7 +223,7 @@ mod tests {
             let mut it = lc.iter(b"");
             assert_eq!(it.next().unwrap().addr.to_string(), "127.0.0.1:2");
         }
-        idle.store(5, Relaxed);
+        idle.in_flight.store(5, Relaxed);
         let mut it = lc.iter(b"");
         assert_eq!(it.next().unwrap().addr.to_string(), "127.0.0.1:1");
     }
