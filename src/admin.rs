@@ -2,12 +2,15 @@
 //! graceful upgrade hands its socket over too. JSON in, JSON out.
 //! Without `admin.token` it is read-only; with one, every call but
 //! `GET /health` needs `Authorization: Bearer TOKEN` (compared in constant
-//! time). Requests whose `Host` is not the admin address are refused
-//! (DNS rebinding).
+//! time). `GET /ready` needs no token either: 200 once every listener is
+//! bound, 503 from the moment a stop or upgrade hand-over begins
+//! ([`crate::readiness`]). Requests whose `Host` is not the admin address
+//! are refused (DNS rebinding).
 
 use crate::config::model::FileConfig;
 use crate::live::{ApiError, Live, Removal};
 use crate::overlay::BackendState;
+use crate::readiness::Readiness;
 use crate::values::AdminListen;
 use async_trait::async_trait;
 use http::{Method, Response, StatusCode};
@@ -25,6 +28,7 @@ pub struct AdminApi {
     live: Arc<Live>,
     token: Option<String>,
     hosts: Vec<String>,
+    ready: Arc<Readiness>,
 }
 
 /// Compares in constant time (`subtle`; lengths are not secret).
@@ -150,8 +154,13 @@ struct PatchBody {
 }
 
 impl AdminApi {
-    /// The API for `live`, listening on `listen`.
-    pub fn new(live: Arc<Live>, listen: &AdminListen, token: Option<String>) -> AdminApi {
+    /// The API for `live`, listening on `listen`; `/ready` reads `ready`.
+    pub fn new(
+        live: Arc<Live>,
+        listen: &AdminListen,
+        token: Option<String>,
+        ready: Arc<Readiness>,
+    ) -> AdminApi {
         let hosts = match listen {
             AdminListen::Tcp(a) => {
                 let mut h = vec![a.to_string(), format!("localhost:{}", a.port())];
@@ -162,7 +171,12 @@ impl AdminApi {
             }
             AdminListen::Unix(_) => Vec::new(),
         };
-        AdminApi { live, token, hosts }
+        AdminApi {
+            live,
+            token,
+            hosts,
+            ready,
+        }
     }
 
     fn status(&self) -> Value {
@@ -213,6 +227,17 @@ impl AdminApi {
         let mut out = crate::admin_page::overview(&snap, self.token.is_none());
         out["upstreams"] = Value::Array(upstreams);
         out
+    }
+
+    /// `GET /ready`: 200 when ready, 503 while binding or once stopping.
+    fn readiness(&self) -> Response<Vec<u8>> {
+        if self.ready.is_ready() {
+            respond(200, json!({ "ready": true }))
+        } else if self.ready.is_draining() {
+            respond(503, json!({ "ready": false, "reason": "stopping" }))
+        } else {
+            respond(503, json!({ "ready": false, "reason": "starting" }))
+        }
     }
 
     fn authorized(&self, session: &ServerSession, mutating: bool) -> Result<(), ApiError> {
@@ -284,7 +309,8 @@ impl AdminApi {
             // The page holds no data; what it shows it reads with the token.
             return crate::admin_page::page();
         }
-        if path != "/health" || mutating {
+        let open = path == "/health" || path == "/ready";
+        if !open || mutating {
             if let Err(ApiError(code, msg)) = self.authorized(session, mutating) {
                 return error(code, msg);
             }
@@ -298,6 +324,7 @@ impl AdminApi {
                     "version": env!("CARGO_PKG_VERSION"),
                 }),
             ),
+            Endpoint::Ready => self.readiness(),
             Endpoint::Status => respond(200, self.status()),
             Endpoint::Events => respond(200, json!({ "events": crate::observe::events::recent() })),
             Endpoint::Config => respond(200, redacted_config(&self.live.snapshot.load().config)),
@@ -380,6 +407,8 @@ impl AdminApi {
 pub enum Endpoint {
     /// `GET /health`.
     Health,
+    /// `GET /ready`.
+    Ready,
     /// `GET /status`.
     Status,
     /// `GET /events`.
@@ -421,6 +450,7 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method, parts.as_slice()) {
         ("GET", ["health"]) => Endpoint::Health,
+        ("GET", ["ready"]) => Endpoint::Ready,
         ("GET", ["status"]) => Endpoint::Status,
         ("GET", ["events"]) => Endpoint::Events,
         ("GET", ["config"]) => Endpoint::Config,
@@ -437,7 +467,7 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
             upstream: percent_decode(name),
             address: percent_decode(addr),
         },
-        (_, ["health" | "status" | "events" | "config" | "metrics" | "reload"])
+        (_, ["health" | "ready" | "status" | "events" | "config" | "metrics" | "reload"])
         | (_, ["upstreams", _, "backends", ..]) => Endpoint::MethodNotAllowed,
         _ => Endpoint::NotFound,
     }

@@ -81,6 +81,23 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Print a shell completion script to stdout (bash, zsh or fish).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+/// Shells `weir completions` writes for.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum Shell {
+    /// bash (bash-completion).
+    Bash,
+    /// zsh.
+    Zsh,
+    /// fish.
+    Fish,
 }
 
 /// `weir backends` actions.

@@ -17,6 +17,11 @@ fn main() {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
         libc::signal(libc::SIGUSR1, libc::SIG_IGN);
     }
+    // `weir manpage` prints weir(1) for the package build. It is not a clap
+    // subcommand, so neither --help nor the completions offer it.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "manpage") {
+        std::process::exit(manpage());
+    }
     let cli = Cli::parse();
     let code = match &cli.command {
         Some(Command::Check { file }) => commands::check(file.as_ref().unwrap_or(&cli.config)),
@@ -39,9 +44,23 @@ fn main() {
                 |t| admin_client::backends(&t, action.as_str(), upstream, address, *weight),
             ),
         ),
+        Some(Command::Completions { shell }) => {
+            weir::shell::completions(*shell, &mut std::io::stdout());
+            0
+        }
         None => run(&cli),
     };
     std::process::exit(code);
+}
+
+fn manpage() -> i32 {
+    match weir::shell::manpage(&mut std::io::stdout()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("weir: {e}");
+            1
+        }
+    }
 }
 
 fn client(result: Result<String, String>) -> i32 {

@@ -13,12 +13,14 @@ use crate::dns::DnsService;
 use crate::front::listen::{HttpListener, HttpService};
 use crate::live::Live;
 use crate::proxy::Proxy;
+use crate::readiness::Readiness;
 use crate::reload::Reloader;
+use crate::shutdown::Signals;
 use crate::tcp::{TcpApp, TcpService};
 use crate::values::{parse_admin_listen, AdminListen};
 use async_trait::async_trait;
 use pingora_core::server::configuration::{Opt, ServerConf};
-use pingora_core::server::{ExecutionPhase, Server, ShutdownWatch};
+use pingora_core::server::{ExecutionPhase, RunArgs, Server, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
 use pingora_core::services::listening::Service;
 use std::path::Path;
@@ -222,8 +224,9 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
             }
         }
     }
+    let ready = Readiness::new(http.len() + tcp.len(), draining.clone());
     if !http.is_empty() {
-        server.add_service(HttpService::new(front, http, flags.upgrade));
+        server.add_service(HttpService::new(front, http, flags.upgrade).on_bound(ready.clone()));
     }
     // Each tcp listener is its own service (and so hands its socket over on
     // upgrade). Open tunnels get the grace period, less a margin so that
@@ -237,11 +240,11 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
     .saturating_sub(std::time::Duration::from_millis(500));
     for (i, name, key, addr) in tcp {
         let app = TcpApp::new(name, i, live.snapshot.clone(), access_log.clone(), grace);
-        server.add_service(TcpService::new(app, key, addr, flags.upgrade));
+        server.add_service(TcpService::new(app, key, addr, flags.upgrade).on_bound(ready.clone()));
     }
     if let Some(admin) = &cfg.admin {
         let listen = parse_admin_listen(&admin.listen).ok_or("invalid admin.listen")?;
-        let api = AdminApi::new(live.clone(), &listen, admin.token.clone());
+        let api = AdminApi::new(live.clone(), &listen, admin.token.clone(), ready.clone());
         let mut service = Service::new("weir admin".to_string(), api);
         match &listen {
             AdminListen::Tcp(a) => service.add_tcp(&a.to_string()),
@@ -267,9 +270,14 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
         "dns discovery",
         DnsService::new(live.clone()),
     ));
+    // Always running (it idles while `watch` is off), so a reload may turn it on.
+    server.add_service(background_service(
+        "config watch",
+        crate::watch::WatchService::new(live.clone()),
+    ));
     let watcher = DrainWatcher {
         phases: Mutex::new(Some(server.watch_execution_phase())),
-        draining,
+        draining: draining.clone(),
     };
     server.add_service(background_service("drain watcher", watcher));
     if flags.upgrade {
@@ -293,7 +301,9 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
             log::warn!("cannot write pid file {pid_file}: {e}");
         }
     }
-    server.run(pingora_core::server::RunArgs::default());
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals::new(draining)),
+    });
     // After a hand-over, the account of what this process did since.
     crate::observe::account::finish(&pid_file);
     std::process::exit(0)

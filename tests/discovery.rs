@@ -1,7 +1,9 @@
 //! DNS discovery through hickory-resolver against a real DNS server on
 //! 127.0.0.1 (a small responder built from hickory-proto messages): SRV
-//! records give each backend its port and weight, and an answer truncated
-//! over UDP is fetched again over TCP.
+//! records give each backend its port and weight, an answer truncated over
+//! UDP is fetched again over TCP, and the SRV name of the Kubernetes kit's
+//! headless Service (`_http._tcp.app.weir.svc.cluster.local`, read from
+//! deploy/kubernetes/configmap.yaml) is asked as written.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -29,7 +31,7 @@ struct Dns {
     tcp_queries: Arc<AtomicUsize>,
 }
 
-fn answer(query: &[u8], targets: &Targets, truncate: bool) -> Vec<u8> {
+fn answer(query: &[u8], targets: &Targets, truncate: bool, only: Option<&Name>) -> Vec<u8> {
     let q = Message::from_vec(query).unwrap();
     let mut m = Message::new();
     m.set_id(q.id())
@@ -42,6 +44,9 @@ fn answer(query: &[u8], targets: &Targets, truncate: bool) -> Vec<u8> {
         m.add_query(query.clone());
         let name = query.name().clone();
         match query.query_type() {
+            RecordType::SRV if only.is_some_and(|o| *o != name) => {
+                m.set_response_code(ResponseCode::NXDomain);
+            }
             RecordType::SRV if truncate => {
                 m.set_truncated(true);
             }
@@ -70,6 +75,12 @@ fn answer(query: &[u8], targets: &Targets, truncate: bool) -> Vec<u8> {
 
 impl Dns {
     fn start(targets: Targets, truncate_udp: bool) -> Dns {
+        Self::start_for(None, targets, truncate_udp)
+    }
+
+    fn start_for(only: Option<&str>, targets: Targets, truncate_udp: bool) -> Dns {
+        let srv_name = only.map(|n| Name::from_str(n).unwrap());
+        let srv_name2 = srv_name.clone();
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let udp = UdpSocket::bind(addr).unwrap();
@@ -84,7 +95,8 @@ impl Dns {
             let mut buf = [0u8; 1500];
             while !s1.load(Relaxed) {
                 if let Ok((n, from)) = udp.recv_from(&mut buf) {
-                    let _ = udp.send_to(&answer(&buf[..n], &t1, truncate_udp), from);
+                    let a = answer(&buf[..n], &t1, truncate_udp, srv_name.as_ref());
+                    let _ = udp.send_to(&a, from);
                 }
             }
         });
@@ -104,7 +116,7 @@ impl Dns {
                         break;
                     }
                     count.fetch_add(1, Relaxed);
-                    let a = answer(&q, &targets, false);
+                    let a = answer(&q, &targets, false, srv_name2.as_ref());
                     let _ = conn.write_all(&(a.len() as u16).to_be_bytes());
                     let _ = conn.write_all(&a);
                 }
@@ -200,4 +212,83 @@ fn truncated_udp_answers_are_asked_again_over_tcp() {
     );
     assert_eq!(get(listen, "/").backend(), "a");
     assert!(dns.tcp_queries.load(Relaxed) > 0);
+}
+
+/// The SRV name the Kubernetes kit's ConfigMap gives the `app` upstream.
+fn kit_srv_name() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/kubernetes/configmap.yaml"
+    );
+    let cm: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let conf: serde_yaml::Value =
+        serde_yaml::from_str(cm["data"]["weir.yaml"].as_str().unwrap()).unwrap();
+    let dns = &conf["upstreams"]["app"]["discovery"]["dns"];
+    assert_eq!(dns["type"].as_str(), Some("srv"));
+    dns["name"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_kubernetes_kits_headless_service_srv_name_finds_the_pods() {
+    let name = kit_srv_name();
+    assert_eq!(name, "_http._tcp.app.weir.svc.cluster.local");
+    let (a, b) = (TestBackend::start("pod-a"), TestBackend::start("pod-b"));
+    // Pod records as cluster DNS gives them for a headless Service.
+    let dns = Dns::start_for(
+        Some(&format!("{name}.")),
+        vec![
+            (
+                "10-244-1-7.app.weir.svc.cluster.local.".into(),
+                a.addr().port(),
+                50,
+            ),
+            (
+                "10-244-2-9.app.weir.svc.cluster.local.".into(),
+                b.addr().port(),
+                50,
+            ),
+        ],
+        false,
+    );
+    let (listen, admin) = (free_addr(), free_addr());
+    let cfg = config(listen, admin, dns.addr).replace("_http._tcp.app.test", &name);
+    let weir = WeirProcess::start(&cfg, listen);
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            status(admin)["upstreams"][0]["backends"]
+                .as_array()
+                .is_some_and(|b| b.len() == 2)
+        }),
+        "the pods never appeared: {}\n{}",
+        status(admin),
+        weir.logs()
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        seen.insert(get(listen, "/").backend());
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["pod-a", "pod-b"]);
+}
+
+#[test]
+fn another_srv_name_finds_nothing() {
+    // The server above answers only the name it is given: the kit test
+    // would fail if weir asked for anything else.
+    let a = TestBackend::start("a");
+    let dns = Dns::start_for(
+        Some("_http._tcp.app.weir.svc.cluster.local."),
+        vec![("a.app.test.".into(), a.addr().port(), 1)],
+        false,
+    );
+    let (listen, admin) = (free_addr(), free_addr());
+    let _weir = WeirProcess::start(&config(listen, admin, dns.addr), listen);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        status(admin)["upstreams"][0]["backends"]
+            .as_array()
+            .map(|b| b.len()),
+        Some(0)
+    );
+    assert_eq!(get(listen, "/").status, 503);
 }

@@ -131,6 +131,7 @@ const TOP_KEYS: &[&str] = &[
     "listeners",
     "routes",
     "upstreams",
+    "watch",
 ];
 
 /// Parses config text; `env` looks up `${VAR}`s.
@@ -248,6 +249,7 @@ fn deserialize_sections(root: Value, issues: &mut Vec<Issue>) -> Option<FileConf
             "trusted_proxies" => cfg.trusted_proxies = de(value, &key, issues).unwrap_or_default(),
             "listeners" => cfg.listeners = de_list(value, &key, issues),
             "routes" => cfg.routes = de_list(value, &key, issues),
+            "watch" => cfg.watch = de(value, &key, issues).unwrap_or_default(),
             "upstreams" => match value {
                 Value::Mapping(m) => {
                     for (name, u) in m {

@@ -92,6 +92,10 @@ pub struct FileConfig {
     /// Upstream groups by name.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Reload by itself when this file or a certificate / key / CA file it
+    /// names changes, after 1 s of quiet (`crate::watch`). Default: false.
+    #[serde(default)]
+    pub watch: bool,
     /// Values that came from `${VAR}` substitution (not a file key; hidden
     /// by `GET /config`).
     #[serde(skip)]

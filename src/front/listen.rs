@@ -58,6 +58,7 @@ pub struct HttpService<A> {
     front: Front<A>,
     listeners: Vec<HttpListener>,
     upgrading: bool,
+    ready: Option<Arc<crate::readiness::Readiness>>,
 }
 
 impl<A> HttpService<A> {
@@ -68,7 +69,14 @@ impl<A> HttpService<A> {
             front,
             listeners,
             upgrading,
+            ready: None,
         }
+    }
+
+    /// Tells `ready` when every listener of this service is bound.
+    pub fn on_bound(mut self, ready: Arc<crate::readiness::Readiness>) -> Self {
+        self.ready = Some(ready);
+        self
     }
 }
 
@@ -116,6 +124,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> Service for HttpService<A> {
                     serve,
                 )));
             }
+        }
+        if let Some(ready) = &self.ready {
+            ready.bound(self.listeners.len());
         }
         for t in tasks {
             let _ = t.await;

@@ -131,6 +131,7 @@ pub struct TcpService {
     addr: SocketAddr,
     /// This process takes over from another (`-u`).
     upgrading: bool,
+    ready: Option<Arc<crate::readiness::Readiness>>,
 }
 
 impl TcpService {
@@ -142,7 +143,14 @@ impl TcpService {
             key: key.to_string(),
             addr,
             upgrading,
+            ready: None,
         }
+    }
+
+    /// Tells `ready` when this listener is bound.
+    pub fn on_bound(mut self, ready: Arc<crate::readiness::Readiness>) -> Self {
+        self.ready = Some(ready);
+        self
     }
 }
 
@@ -154,7 +162,11 @@ impl Service for TcpService {
         shutdown: ShutdownWatch,
         listeners_per_fd: usize,
     ) {
-        let Some(listener) = bind(&self.key, self.addr, fds.as_ref(), self.upgrading).await else {
+        let bound = bind(&self.key, self.addr, fds.as_ref(), self.upgrading).await;
+        if let Some(ready) = &self.ready {
+            ready.bound(1);
+        }
+        let Some(listener) = bound else {
             return;
         };
         let mut tasks = Vec::new();

@@ -154,6 +154,12 @@ impl WeirProcess {
         )
     }
 
+    /// Spawns `weir -c <config_path>` for a config file the test laid out
+    /// itself in `dir` (e.g. behind symlinks), without waiting for anything.
+    pub fn spawn_at(dir: TestDir, config_path: PathBuf, extra_args: &[&str]) -> WeirProcess {
+        Self::spawn_in(Arc::new(dir), config_path, "", extra_args, &[])
+    }
+
     fn spawn_in(
         dir: Arc<TestDir>,
         config_path: PathBuf,
