@@ -111,6 +111,8 @@ fn graceful_upgrade_under_load_loses_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(wait_port(listen, Duration::from_secs(10)));
+    // The admin API is a service of its own and may listen a moment later.
+    assert!(wait_port(adm, Duration::from_secs(10)));
     assert!(poll_until(Duration::from_secs(5), || read_pid(
         &daemons.pid_file
     ) > 0));
