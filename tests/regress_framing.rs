@@ -553,16 +553,18 @@ fn invalid_chunks_are_400() {
     for (label, body) in cases {
         expect_chunked_400(&mut fails, &rig, label, body);
     }
-    // Pingora 0.9's chunk parser reads an empty size line as the last chunk
-    // (and what follows as trailers). weir cannot see the raw chunk framing,
-    // so this case asserts what matters: nothing smuggled reaches the
-    // backend as a second request.
-    let recorded = rig.backend.requests().len();
-    let bytes = "POST /chunk HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n0\r\n\r\n";
-    let _ = send(rig.listen, bytes.as_bytes(), false);
-    let seen = rig.backend.requests().split_off(recorded);
-    if seen.iter().any(|r| r.target != "/chunk") {
-        fails.push(format!("empty size line: smuggled {}", summary(&seen)));
+    // A size line without a digit was read as the last chunk (httparse
+    // took it as size 0, and what followed as trailers); weir's patched
+    // httparse refuses it (chunk-size = 1*HEXDIG).
+    for (label, body) in [
+        (
+            "empty size line",
+            "\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n0\r\n\r\n",
+        ),
+        ("extension without a size", ";x\r\nhello\r\n0\r\n\r\n"),
+        ("space before the size", " 5\r\nhello\r\n0\r\n\r\n"),
+    ] {
+        expect_chunked_400(&mut fails, &rig, label, body);
     }
     finish(&fails);
     rig.still_serves();

@@ -1308,6 +1308,9 @@ pub fn parse_chunk_size(buf: &[u8])
                 size *= RADIX;
                 size += (b + 10 - b'A') as u64;
             }
+            // weir's patch: a size line needs at least one digit
+            // (chunk-size = 1*HEXDIG); an empty one was read as size 0.
+            b'\r' | b';' | b'\t' | b' ' if count == 0 => return Err(InvalidChunkSize),
             b'\r' => {
                 match next!(bytes) {
                     b'\n' => break,
@@ -2025,7 +2028,11 @@ mod tests {
         assert_eq!(parse_chunk_size(b"5;x\0y\r\n"), Err(crate::InvalidChunkSize));
         assert_eq!(parse_chunk_size(b"5;x\ry\r\n"), Err(crate::InvalidChunkSize));
         assert_eq!(parse_chunk_size(b"5;x\x7f\r\n"), Err(crate::InvalidChunkSize));
-        assert_eq!(parse_chunk_size(b"5;a=\"b\tc\"\r\n"), Ok(Status::Complete((12, 5))));
+        assert_eq!(parse_chunk_size(b"5;a=\"b\tc\"\r\n"), Ok(Status::Complete((11, 5))));
+        // weir's patch: no size line without a digit.
+        assert_eq!(parse_chunk_size(b"\r\n"), Err(crate::InvalidChunkSize));
+        assert_eq!(parse_chunk_size(b";x\r\n"), Err(crate::InvalidChunkSize));
+        assert_eq!(parse_chunk_size(b" 5\r\n"), Err(crate::InvalidChunkSize));
     }
 
     static RESPONSE_WITH_MULTIPLE_SPACE_DELIMITERS: &[u8] =
