@@ -19,7 +19,7 @@
 
 use super::{proxy_in, Front, ListenerFront, Slots};
 use async_trait::async_trait;
-use pingora_core::apps::{HttpServerApp, ServerApp};
+use pingora_core::apps::HttpServerApp;
 use pingora_core::listeners::tls::Acceptor;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
 use pingora_core::protocols::{GetSocketDigest, SocketDigest, Stream};
@@ -131,7 +131,14 @@ impl<A: HttpServerApp + Send + Sync + 'static> Service for HttpService<A> {
         for t in tasks {
             let _ = t.await;
         }
-        front.app.cleanup().await;
+        // Pingora's app `cleanup()` is not called: it wakes every HTTP/1
+        // connection parked in Pingora's head read and drops it, and with
+        // weir's front a connection is only there once its head has started
+        // to arrive (idle keep-alive connections wait in the front, which
+        // closes them at the stop itself). Dropping those would fail a slow
+        // client's request in the middle of its head at every stop and
+        // upgrade (found by the soak); left alone, the head completes within
+        // `timeouts.header` and is answered with `Connection: close`.
     }
 
     fn name(&self) -> &str {
