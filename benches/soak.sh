@@ -27,6 +27,7 @@
 # PORT_BASE..PORT_BASE+5) BUILD=auto (BUILD=0: use WEIR_BIN as it is)
 # RATE_KEEPALIVE=25 KEEPALIVE_CONNS=4 RATE_NEWCONN=15 NEWCONN_LOOPS=2
 # RATE_H2=30 H2_CONNS=2 WS_CLIENTS=2 SLOW_CLIENTS=3 (about 250 requests/s)
+# RELOAD_EVERY=10 UPGRADE_EVERY=300 (a multiple of RELOAD_EVERY) RESTART_EVERY=60 (seconds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -184,8 +185,8 @@ cat >"$T/load.json" <<EOF
   "http_port": $HTTP_PORT, "https_port": $HTTPS_PORT,
   "weir_bin": "$WEIR_BIN", "weir_config": "$T/weir.yaml", "weir_template": "$T/weir.yaml.tmpl",
   "pid_file": "$T/weir.pid",
-  "reload_every": 10, "upgrade_every": 300,
-  "restarting_backend": "b", "restart_every": 60, "down_for": 5, "settle": 3,
+  "reload_every": ${RELOAD_EVERY:-10}, "upgrade_every": ${UPGRADE_EVERY:-300},
+  "restarting_backend": "b", "restart_every": ${RESTART_EVERY:-60}, "down_for": 5, "settle": 3,
   "backends": { "b": { "port": $B_PORT, "pidfile": "$T/b.bpid", "log": "$T/b/out.log",
                        "cmd": ["nginx", "-p", "$T/b", "-c", "$T/b/nginx.conf", "-g", "daemon off; master_process off;"] } },
   "rate_keepalive": ${RATE_KEEPALIVE:-25}, "keepalive_conns": ${KEEPALIVE_CONNS:-4},

@@ -331,15 +331,17 @@ async def h2_client(cfg, stats, stop_at, n):
     tls.set_alpn_protocols(["h2"])
     state = {"c": None}
     tasks = set()
+    lock = asyncio.Lock()
 
     async def conn():
-        if state["c"] is None or not state["c"].usable():
-            if state["c"] is not None:
-                state["c"].close()
-            c = H2Conn(cfg["https_port"], tls)
-            await c.open()
-            state["c"] = c
-        return state["c"]
+        async with lock:
+            if state["c"] is None or not state["c"].usable():
+                if state["c"] is not None:
+                    state["c"].close()
+                c = H2Conn(cfg["https_port"], tls)
+                await c.open()
+                state["c"] = c
+            return state["c"]
 
     async def one():
         try:
@@ -389,7 +391,7 @@ async def ws_client(cfg, stats, stop_at, n):
                else f"ws://127.0.0.1:{cfg['http_port']}") + f"/ws/{n}"
         try:
             async with websockets.connect(url, ssl=tls if secure else None, open_timeout=5,
-                                          close_timeout=5, extra_headers={"Host": "soak.test"}) as ws:
+                                          close_timeout=5) as ws:
                 for j in range(10):
                     msg = f"soak {n} {i} {j} " + "x" * (j * 50)
                     await ws.send(msg)
@@ -434,7 +436,7 @@ async def operations(cfg, events, stop_at):
     gen, t0 = 0, time.time()
     nxt = t0 + cfg["reload_every"]
     while True:
-        await asyncio.sleep(max(0, nxt - time.time()))
+        await asyncio.sleep(max(0, min(nxt, stop_at) - time.time()))
         if time.time() >= stop_at - 5:
             return
         gen += 1
@@ -480,7 +482,7 @@ async def restarter(cfg, events, stop_at, procs):
     windows = []
     nxt = time.time() + cfg["restart_every"] / 2
     while True:
-        await asyncio.sleep(max(0, nxt - time.time()))
+        await asyncio.sleep(max(0, min(nxt, stop_at) - time.time()))
         if time.time() >= stop_at - cfg["down_for"] - 5:
             break
         killed = time.time()
