@@ -30,10 +30,14 @@ def show(data, n=220):
 
 
 def backend_view(rec, mark):
+    """(bytes, requests parsed, ambiguities) the backend saw since `mark`.
+    Connections that weir closed mid-request are not errors (the backend never
+    saw a request); one left open mid-request is reported as an ambiguity."""
     rec.quiet()
     data, events = rec.since(mark)
     reqs = [e for e in events if isinstance(e, Request)]
-    errs = [e for e in events if not isinstance(e, Request)]
+    errs = [e for e in events if not isinstance(e, Request) and e[0] == "ambiguous"]
+    errs += [("left open mid-request", c, "") for c in rec.left_mid_request(mark)]
     return data, reqs, errs
 
 
@@ -60,8 +64,15 @@ def h1_vector(ctx, name, raw, must=None, want=1):
     detail = f"{said}; {seen}{parsed}"
     if smuggled or errs:
         ok = False
+    elif status is None and not closed:
+        ok = False
+        detail = "weir neither answered nor closed the connection within 3 s; " + detail
     elif status is None or status >= 400:
-        ok = not data
+        # refused; the backend may have got the head of a request weir then
+        # found bad in its body, if weir closed that connection (errs)
+        ok = not reqs
+        if data:
+            detail += "; weir closed that backend connection mid-request"
     else:
         ok = len(reqs) == 1 and len(finals) == 1
     if ok and must is not None:
@@ -90,7 +101,7 @@ def desync_vectors():
         ("CL.TE (both framings)",
          post + b"Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nX", None),
         ("TE.CL with a smuggled request",
-         post + b"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n2e\r\n" + SMUGGLE
+         post + b"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n%x\r\n" % len(SMUGGLE) + SMUGGLE
          + b"\r\n0\r\n\r\n", None),
         ("TE 'chunked, identity'",
          post + b"Transfer-Encoding: chunked, identity\r\n\r\n5\r\nhello\r\n0\r\n\r\n", refused),
@@ -212,6 +223,13 @@ def h2_one(ctx, name, headers, data=None, trailers=None, judge=None):
     report(ok, name, f"{why}; weir {res.summary()}; {seen}")
 
 
+def h2_refused(res):
+    """The stream was refused: RST_STREAM, GOAWAY before any answer, a 4xx/5xx,
+    or the client library would not send it."""
+    return bool(res.reset is not None or (res.goaway is not None and res.status is None)
+                or (res.status or 0) >= 400 or res.local_error)
+
+
 def one_clean(reqs, errs):
     return len(reqs) == 1 and not errs
 
@@ -265,12 +283,16 @@ def h2_checks(ctx):
     def not_as_sent(body):
         def judge(res, reqs, errs, data):
             whole = [r for r in reqs if "/h2/cl" in r.line]
-            refused = res.reset is not None or (res.status or 0) >= 400 or res.status is None
+            refused = h2_refused(res) or res.status is None
             head_only = bool(data) and not whole
             why = ("backend got a complete request" if whole else
                    "head reached the backend, not a complete request" if head_only else
                    "backend not contacted")
-            return refused and not whole, why
+            if errs:
+                why += f"; {errs}"
+            elif head_only:
+                why += ", and weir closed that backend connection"
+            return refused and not whole and not errs, why
         return judge
     h2_one(ctx, "h2: DATA longer than content-length never reaches the backend as sent",
            base(b"/h2/cl-long", b"POST", [(b"content-length", b"5")]), [b"helloworld"],
@@ -280,7 +302,7 @@ def h2_checks(ctx):
            judge=not_as_sent(b"hello"))
 
     def untouched(res, reqs, errs, data):
-        ok = not data and (res.reset is not None or (res.status or 0) >= 400)
+        ok = not data and h2_refused(res)
         return ok, "backend not contacted" if not data else "backend contacted"
     h2_one(ctx, "h2: content-length mismatch answered without contacting the backend (item 12)",
            base(b"/h2/cl-short2", b"POST", [(b"content-length", b"10")]), [b"hello"], judge=untouched)
@@ -289,7 +311,7 @@ def h2_checks(ctx):
                         (b"proxy-connection", b"keep-alive"), (b"transfer-encoding", b"chunked"),
                         (b"upgrade", b"websocket"), (b"te", b"gzip")]:
         def conn_specific(res, reqs, errs, data, name=name):
-            refused = res.reset is not None or (res.status or 0) >= 400 or res.local_error
+            refused = h2_refused(res)
             if refused:
                 return not data, "refused" + ("" if not data else " but the backend got bytes")
             if not one_clean(reqs, errs):
@@ -301,7 +323,7 @@ def h2_checks(ctx):
 
     def injection(res, reqs, errs, data):
         smuggled = [r for r in reqs if "smuggled" in r.line]
-        refused = res.reset is not None or (res.status or 0) >= 400 or res.local_error
+        refused = h2_refused(res)
         if smuggled or errs:
             return False, "CRLF reached the backend"
         return (bool(refused) and not data) or one_clean(reqs, errs), "refused" if refused else "one request"
@@ -311,7 +333,7 @@ def h2_checks(ctx):
     h2_one(ctx, "h2: upper-case header name refused or lowered",
            base(b"/h2/upper", extra=[(b"X-Upper", b"1")]),
            judge=lambda res, reqs, errs, data: (
-               (res.reset is not None or (res.status or 0) >= 400) and not data or one_clean(reqs, errs),
+               h2_refused(res) and not data or one_clean(reqs, errs),
                "refused" if not data else f"forwarded as {reqs[0].header('x-upper') if reqs else '?'}"))
 
 

@@ -49,6 +49,7 @@ class Conn:
         if not data:
             raise EOFError
         self.rec.record(self.cid, data)
+        self.rec.set_state(self.cid, "mid")
         self.buf += data
 
     def line(self, limit=65536):
@@ -160,6 +161,7 @@ class Recorder:
         self.events = []     # Request or ("error", conn id, reason) or ("eof-mid-request", ...)
         self.last_byte = 0.0
         self.next_id = 0
+        self.state = {}      # conn id -> "idle" | "mid" (a request begun, not complete) | "closed"
 
     def start(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -172,6 +174,23 @@ class Recorder:
         with self.lock:
             self.chunks.append((cid, time.time(), data))
             self.last_byte = time.time()
+
+    def set_state(self, cid, state):
+        with self.lock:
+            self.state[cid] = state
+
+    def left_mid_request(self, mark, limit=3.0):
+        """Connections that got bytes since `mark` and are still open in the
+        middle of a request after up to `limit` s: a proxy that left them so
+        may send the next request's bytes as the rest of this one."""
+        end = time.time() + limit
+        while True:
+            with self.lock:
+                cids = {ch[0] for ch in self.chunks[mark[0]:]}
+                mid = sorted(c for c in cids if self.state.get(c) == "mid")
+            if not mid or time.time() >= end:
+                return mid
+            time.sleep(0.05)
 
     def event(self, ev):
         with self.lock:
@@ -202,6 +221,8 @@ class Recorder:
                     return
                 self.event(req)
                 s.sendall(answer(req, len(self.events)))
+                if not c.buf:
+                    self.set_state(cid, "idle")
         except Bad as e:
             self.event(("ambiguous", cid, str(e)))
             try:
@@ -212,17 +233,20 @@ class Recorder:
             self.event(("conn-error", cid, repr(e)))
         finally:
             s.close()
+            self.set_state(cid, "closed")
 
     def mark(self):
         with self.lock:
             return len(self.chunks), len(self.events)
 
-    def quiet(self, settle=0.3, limit=3.0):
-        """Waits until no byte has arrived for `settle` s (at most `limit` s)."""
-        end = time.time() + limit
+    def quiet(self, settle=0.5, limit=3.0):
+        """Waits until no byte has arrived for `settle` s, counted from this
+        call at the earliest (at most `limit` s)."""
+        begin = time.time()
+        end = begin + limit
         while time.time() < end:
             with self.lock:
-                idle = time.time() - self.last_byte
+                idle = time.time() - max(self.last_byte, begin)
             if idle >= settle:
                 return
             time.sleep(0.05)
