@@ -4,7 +4,7 @@
 #     benches/soak.sh                      # 30 minutes (the default)
 #     DURATION=3m benches/soak.sh          # a short trial run
 #
-# What it runs (details and the verdict's rules in benches/README.md, "Soak"):
+# What it runs (details and the verdict's rules in README.md, "Soak"):
 #   - weir (release build; WEIR_BIN=... to use another) daemonized with an http
 #     listener and an https+h2 listener (self-signed certificate made with
 #     openssl), access log to a file, an admin API with a token;

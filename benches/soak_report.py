@@ -6,7 +6,7 @@ run.txt; writes OUT/report.md (totals, one row per minute, one row per weir
 process, the verdict) and OUT/soak.png (gnuplot, when installed); prints the
 report and exits 0 when the verdict passes, 1 otherwise.
 
-Verdict (documented in benches/README.md, "Soak"):
+Verdict (documented in README.md, "Soak"):
   - errors: 0 outside the restarting backend's windows (SIGKILL to 3 s after it
     listens again); errors inside them are listed apart (the clients send only
     GETs, which weir retries on the other backend, so they are expected to be 0

@@ -137,6 +137,8 @@ def desync_vectors():
         ("chunk size overflow",
          post + b"Transfer-Encoding: chunked\r\n\r\n10000000000000005\r\nhello\r\n0\r\n\r\n", refused),
         ("chunk size empty", post + b"Transfer-Encoding: chunked\r\n\r\n\r\nhello\r\n0\r\n\r\n", refused),
+        ("chunk size missing before an extension",
+         post + b"Transfer-Encoding: chunked\r\n\r\n;x\r\nhello\r\n0\r\n\r\n", refused),
         ("chunk data longer than its size",
          post + b"Transfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n", refused),
         ("NUL in a header value", b"GET /desync HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n\r\n", refused),
