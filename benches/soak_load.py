@@ -234,6 +234,20 @@ class GoAway(Exception):
     """The stream was above the GOAWAY's last stream id: never processed, safe to retry."""
 
 
+class GracefulH2(h2.connection.H2Connection):
+    """python-h2 moves the whole connection to CLOSED on any GOAWAY, so the
+    answers of streams at or below its last stream id (which RFC 9113 §6.8 lets
+    the server finish) and a PING after it raise ProtocolError in the client.
+    This keeps a gracefully closing connection (GOAWAY NO_ERROR) open for
+    receiving; H2Conn sends no new stream on it."""
+
+    def _receive_goaway_frame(self, frame):
+        out = super()._receive_goaway_frame(frame)
+        if frame.error_code == 0:
+            self.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+        return out
+
+
 class H2Conn:
     """A minimal asyncio HTTP/2 client connection (ALPN h2 over TLS)."""
 
@@ -249,7 +263,7 @@ class H2Conn:
         alpn = self.writer.get_extra_info("ssl_object").selected_alpn_protocol()
         if alpn != "h2":
             raise RuntimeError(f"ALPN {alpn!r}, not h2")
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.conn = GracefulH2(h2.config.H2Configuration(client_side=True))
         self.conn.initiate_connection()
         self.flush()
         self.task = asyncio.ensure_future(self.read_loop())
