@@ -209,11 +209,13 @@ async def slow_client(cfg, stats, stop_at, n):
     piece = max(1, len(head) // 30)
     while time.time() < stop_at:
         writer = None
+        sent, began = 0, time.time()
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
             for i in range(0, len(head), piece):
                 writer.write(head[i:i + piece])
                 await writer.drain()
+                sent = min(len(head), i + piece)
                 await asyncio.sleep(0.1)
             status, _, _ = await read_response(reader)
             if status == 200:
@@ -221,7 +223,8 @@ async def slow_client(cfg, stats, stop_at, n):
             else:
                 stats.bad("slow", f"status {status}")
         except Exception as e:  # noqa: BLE001
-            stats.bad("slow", f"{type(e).__name__}: {e}")
+            stats.bad("slow", f"{type(e).__name__}: {e} (connected {time.time() - began:.1f} s ago, "
+                              f"{sent} of {len(head)} head bytes sent)")
         finally:
             if writer is not None:
                 writer.close()

@@ -19,9 +19,11 @@ Verdict (documented in README.md, "Soak"):
     baseline window's highest.
 """
 
+import collections
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -101,6 +103,25 @@ def flatness(rows, duration):
     return rss_ok and fd_ok, text
 
 
+def weir_log(out):
+    """Counts of weir's own ERROR and WARN lines (all processes of the run)."""
+    path = os.path.join(out, "weir-error.log")
+    if not os.path.exists(path):
+        return []
+    with open(path, errors="replace") as f:
+        lines = [line.rstrip("\n") for line in f]
+    errors = [line for line in lines if " ERROR " in line]
+    warns = [line for line in lines if " WARN " in line]
+    kinds = collections.Counter(re.sub(r"^\[[^]]*\] +WARN +", "", w)[:70] for w in warns)
+    md = ["", f"weir's process log: {len(errors)} ERROR and {len(warns)} WARN lines."]
+    if kinds:
+        md += ["", "| WARN lines | starting with |", "| ---: | --- |"]
+        md += [f"| {n} | `{k.replace('|', '/')}` |" for k, n in kinds.most_common(6)]
+    if errors:
+        md += ["", "First ERROR lines:", "", "```"] + [line[:300] for line in errors[:10]] + ["```"]
+    return md
+
+
 def plot(out, rows):
     if not shutil.which("gnuplot"):
         return False
@@ -170,6 +191,7 @@ def main(out):
     failed_ops = [e for e in events if "FAIL" in e]
     if failed_ops:
         md += ["", "Failed operations:", "", "```"] + failed_ops[:20] + ["```"]
+    md += weir_log(out)
     if plot(out, rows):
         md += ["", "![RSS and fds](soak.png)"]
     text = "\n".join(md) + "\n"
