@@ -112,7 +112,7 @@ def weir_log(out):
         lines = [line.rstrip("\n") for line in f]
     errors = [line for line in lines if " ERROR " in line]
     warns = [line for line in lines if " WARN " in line]
-    kinds = collections.Counter(re.sub(r"^\[[^]]*\] +WARN +", "", w)[:70] for w in warns)
+    kinds = collections.Counter(re.sub(r"^\[\S+ +WARN +([^]]*)\] *", r"\1: ", w)[:80] for w in warns)
     md = ["", f"weir's process log: {len(errors)} ERROR and {len(warns)} WARN lines."]
     if kinds:
         md += ["", "| WARN lines | starting with |", "| ---: | --- |"]
