@@ -138,7 +138,7 @@ wait_port() {
 for p in $HTTP $HTTPS $TLS13 $NGINX; do
     wait_port "$p" || die "port $p is not listening: $(tail -5 "$T/error.log" "$T/nginx.out" 2>/dev/null)"
 done
-echo "weir $("$WEIR_BIN" --version 2>/dev/null || true) at commit $(git rev-parse --short HEAD) ($WEIR_BIN)"
+echo "weir binary $WEIR_BIN ($("$WEIR_BIN" --version 2>/dev/null || true)), worktree at commit $(git rev-parse --short HEAD)"
 echo "nginx $(nginx -v 2>&1 | sed 's/.*\///'), testssl.sh $(dpkg-query -W -f '${Version}' testssl.sh 2>/dev/null || echo '?')"
 
 RESULTS=$T/results.txt
