@@ -42,10 +42,17 @@ def load(out):
             errors = [line.rstrip("\n").split("\t", 3) for line in f if line.strip()]
     with open(os.path.join(out, "windows.json")) as f:
         windows = json.load(f)
-    with open(os.path.join(out, "totals.json")) as f:
-        totals = json.load(f)
     with open(os.path.join(out, "events.log")) as f:
         events = [line.rstrip("\n") for line in f]
+    try:
+        with open(os.path.join(out, "totals.json")) as f:
+            totals = json.load(f)
+    except OSError:  # a run that was cut short: the last sample's counters
+        last = rows[-1]
+        totals = {key: {k: int(last[f"{k}_{col}"]) for k in KINDS}
+                  for key, col in [("ok", "ok"), ("err", "err"), ("retried", "retried")]}
+        totals.update(start=rows[0]["ts"], end=last["ts"], cut_short=True,
+                      op_failures=sum(1 for e in events if "\tFAIL " in e))
     return rows, errors, windows, totals, events
 
 
@@ -169,7 +176,9 @@ def main(out):
     verdict = not outside and op_fail == 0 and flat_ok
     run = open(os.path.join(out, "run.txt")).read().strip() if os.path.exists(
         os.path.join(out, "run.txt")) else ""
-    md = ["# weir soak", "", "```", run, "```", "",
+    cut = ["", "**This run was cut short** (see run.txt); the numbers stop at its last sample.", ""] \
+        if totals.get("cut_short") else [""]
+    md = ["# weir soak", "", "```", run, "```"] + cut + [
           f"Duration {duration / 60:.1f} min; {sum(totals['ok'].values())} requests/messages answered; "
           f"{len(ops)} reloads+upgrades ({op_fail} failed); "
           f"{len(windows)} backend restarts.", "",
