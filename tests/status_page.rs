@@ -72,9 +72,29 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // The browser is chromedriver's child; a test that failed before
+        // closing its session would leave it running. Its command line
+        // names this driver's own profile folder, which finds its pids.
+        let profile = self.profile.path().display().to_string();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        for pid in browser_pids(&profile) {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
     }
+}
+
+/// Processes whose command line mentions `profile`.
+fn browser_pids(profile: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(profile))
+        })
+        .collect()
 }
 
 /// The browser's console entries at SEVERE level (errors), through
