@@ -79,6 +79,16 @@ fn get(uri: &str) -> http::request::Builder {
     http::Request::builder().method("GET").uri(uri)
 }
 
+/// `POST /upload` announcing `content-length: 5`.
+fn upload_of_five() -> http::Request<()> {
+    http::Request::builder()
+        .method("POST")
+        .uri("http://h2c.test/upload")
+        .header("content-length", "5")
+        .body(())
+        .unwrap()
+}
+
 #[test]
 fn h2c_with_prior_knowledge_and_http1_share_an_http2_listener() {
     let backend = RawBackend::start(echo_line);
@@ -186,12 +196,7 @@ fn a_content_length_that_disagrees_with_the_data_never_reaches_a_backend() {
     rt.block_on(async {
         let client = connect(listen).await;
         for (label, body) in [("longer", &b"0123456789"[..]), ("shorter", &b"012"[..])] {
-            let req = http::Request::builder()
-                .method("POST")
-                .uri("http://h2c.test/upload")
-                .header("content-length", "5")
-                .body(())
-                .unwrap();
+            let req = upload_of_five();
             let r = send(&client, req, body).await;
             assert!(
                 !matches!(r, Ok((200, _))),
@@ -199,12 +204,7 @@ fn a_content_length_that_disagrees_with_the_data_never_reaches_a_backend() {
             );
         }
         // The connection (and a well-formed request on it) still works.
-        let req = http::Request::builder()
-            .method("POST")
-            .uri("http://h2c.test/upload")
-            .header("content-length", "5")
-            .body(())
-            .unwrap();
+        let req = upload_of_five();
         let r = send(&client, req, b"hello").await.unwrap();
         assert_eq!(r, (200, "POST /upload 5\n".to_string()));
     });

@@ -152,12 +152,15 @@ upstreams:
     (w, adm)
 }
 
+/// Script text that finds the upstreams table row `r` whose first cell is
+/// the script's first argument.
+const FIND_ROW: &str = "const rows = [...document.querySelectorAll('#upstreams tr')];\
+    const r = rows.find(r => r.cells[0] && r.cells[0].textContent === arguments[0]);";
+
 /// The text of the upstreams table row for `backend` (its first cell).
 async fn row_text(c: &Client, backend: &str) -> Option<String> {
-    let script = "const rows = [...document.querySelectorAll('#upstreams tr')];\
-        const r = rows.find(r => r.cells[0] && r.cells[0].textContent === arguments[0]);\
-        return r ? r.innerText : null;";
-    c.execute(script, vec![json!(backend)])
+    let script = format!("{FIND_ROW} return r ? r.innerText : null;");
+    c.execute(&script, vec![json!(backend)])
         .await
         .ok()?
         .as_str()
@@ -328,10 +331,10 @@ fn with_the_token_the_drain_button_drains_and_a_wrong_token_is_refused() {
             "the table appears once the token is typed"
         );
         // Drain alpha with its button.
-        let drain = "const rows = [...document.querySelectorAll('#upstreams tr')];\
-            const r = rows.find(r => r.cells[0] && r.cells[0].textContent === 'alpha');\
-            r.querySelector('button[data-action=drain]').click(); return true;";
-        c.execute(drain, vec![]).await.unwrap();
+        let drain = format!(
+            "{FIND_ROW} r.querySelector('button[data-action=drain]').click(); return true;"
+        );
+        c.execute(&drain, vec![json!("alpha")]).await.unwrap();
         assert!(
             eventually(Duration::from_secs(5), || async move {
                 status_state(adm, a_addr).as_deref() == Some("draining")
@@ -349,11 +352,11 @@ fn with_the_token_the_drain_button_drains_and_a_wrong_token_is_refused() {
             "the page shows alpha draining"
         );
         // A wrong token (typed without a refresh): the change is refused.
-        let disable = "document.getElementById('token').value = 'wrong-token';\
-            const rows = [...document.querySelectorAll('#upstreams tr')];\
-            const r = rows.find(r => r.cells[0] && r.cells[0].textContent === 'alpha');\
-            r.querySelector('button[data-action=disable]').click(); return true;";
-        c.execute(disable, vec![]).await.unwrap();
+        let disable = format!(
+            "document.getElementById('token').value = 'wrong-token'; {FIND_ROW} \
+             r.querySelector('button[data-action=disable]').click(); return true;"
+        );
+        c.execute(&disable, vec![json!("alpha")]).await.unwrap();
         assert!(
             eventually(Duration::from_secs(5), || async move {
                 notice().await.contains("refused (401)")

@@ -107,11 +107,7 @@ fn certificate_expiry_is_a_metric() {
     let (c, k) = leaf(dir.path(), "a", &ca, &["a.test"], Some(time_in_days(40)));
     let b = TestBackend::start("b");
     let (listen, admin) = (free_addr(), free_addr());
-    let tls = format!(
-        "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}] }}",
-        c.display(),
-        k.display()
-    );
+    let tls = one_certificate(&c, &k, "");
     let cfg = format!(
         "admin: {{ listen: \"{admin}\" }}\n{}",
         config(listen, b.addr(), &tls)
@@ -221,11 +217,7 @@ fn a_live_reload_rereads_the_certificates() {
     let (c, k) = leaf(dir.path(), "a", &ca, &["a.test"], None);
     let b = TestBackend::start("b");
     let listen = free_addr();
-    let tls = format!(
-        "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}] }}",
-        c.display(),
-        k.display()
-    );
+    let tls = one_certificate(&c, &k, "");
     let w = WeirProcess::start(&config(listen, b.addr(), &tls), listen);
     assert!(curl_name("a.test", listen.port(), &ca_path, &[])
         .status
@@ -339,13 +331,23 @@ fn https_with(listener_keys: &str) -> (TestDir, Ca, TestBackend, SocketAddr, Wei
     let (c, k) = leaf(dir.path(), "a", &ca, &["a.test"], None);
     let b = TestBackend::start("b");
     let listen = free_addr();
-    let tls = format!(
-        "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}] }}\n    {listener_keys}",
-        c.display(),
-        k.display()
-    );
+    let tls = one_certificate(&c, &k, listener_keys);
     let w = WeirProcess::start(&config(listen, b.addr(), &tls), listen);
     (dir, ca, b, listen, w)
+}
+
+/// The `tls:` of a listener with one certificate (`cert`, `key`), then
+/// `listener_keys` (more keys of the listener, on their own line).
+fn one_certificate(cert: &Path, key: &Path, listener_keys: &str) -> String {
+    let tls = format!(
+        "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}] }}",
+        cert.display(),
+        key.display()
+    );
+    match listener_keys {
+        "" => tls,
+        keys => format!("{tls}\n    {keys}"),
+    }
 }
 
 /// A tokio runtime and a TLS client trusting `ca`, for raw handshakes.
@@ -449,13 +451,7 @@ fn check_refuses_bad_certificates_and_warns_about_expiring_ones() {
     let (old_c, old_k) = leaf(dir.path(), "old", &ca, &["old.test"], Some((2021, 1, 1)));
     let soon = time_in_days(5);
     let (soon_c, soon_k) = leaf(dir.path(), "soon", &ca, &["soon.test"], Some(soon));
-    let pair = |c: &Path, k: &Path| {
-        format!(
-            "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}] }}",
-            c.display(),
-            k.display()
-        )
-    };
+    let pair = |c: &Path, k: &Path| one_certificate(c, k, "");
     for (label, tls, needle) in [
         (
             "missing file",
@@ -506,11 +502,7 @@ fn a_sticky_cookie_over_https_is_secure() {
     let (c, k) = leaf(dir.path(), "a", &ca, &["a.test"], None);
     let b = TestBackend::start("b");
     let listen = free_addr();
-    let tls = format!(
-        "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}] }}",
-        c.display(),
-        k.display()
-    );
+    let tls = one_certificate(&c, &k, "");
     let cfg = config(listen, b.addr(), &tls).replace(
         "b: { backends: [",
         "b: { sticky: { cookie: sid, secret: s3cret-sticky }, backends: [",
