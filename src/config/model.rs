@@ -96,6 +96,8 @@ pub struct FileConfig {
     /// names changes, after 1 s of quiet (`crate::watch`). Default: false.
     #[serde(default)]
     pub watch: bool,
+    /// OpenTelemetry tracing. Default: off.
+    pub tracing: Option<TracingSection>,
     /// Values that came from `${VAR}` substitution (not a file key; hidden
     /// by `GET /config`).
     #[serde(skip)]
