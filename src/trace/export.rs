@@ -39,6 +39,12 @@ pub fn traces_endpoint(base: &str) -> Option<String> {
     Some(format!("{}/v1/traces", base.trim_end_matches('/')))
 }
 
+/// Whether the queue has room for one more request's spans (an exporter
+/// that runs and keeps up).
+pub fn has_room() -> bool {
+    QUEUE_TX.get().is_some_and(|tx| tx.capacity() > 0)
+}
+
 /// Queues a request's spans for export; drops and counts them when the
 /// queue is full or no exporter runs.
 pub fn submit(spans: Vec<SpanData>) {

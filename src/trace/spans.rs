@@ -42,6 +42,12 @@ impl RequestTrace {
         if !self.sampled() {
             return;
         }
+        if !export::has_room() {
+            // Counted without being built: a collector that is down costs
+            // requests as little as it can.
+            crate::metrics::tracing_spans_dropped(1 + self.attempts.len() as u64);
+            return;
+        }
         self.close_attempt(None);
         let end = SystemTime::now();
         let mut spans = Vec::with_capacity(1 + self.attempts.len());
