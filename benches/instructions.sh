@@ -12,6 +12,7 @@
 #     N=5000 benches/instructions.sh
 #     BUILD=0 WEIR_BIN=/tmp/old/weir benches/instructions.sh   # another build
 #     PROFILE=1 benches/instructions.sh          # also the top functions of weir − floor
+#     WEIR_EXTRA='tracing: { otlp: "http://127.0.0.1:19400", sample_ratio: 1 }' benches/instructions.sh
 #
 # Per binary it runs the proxy under callgrind twice, once with one request and
 # once with N more keep-alive requests (10 connections, round robin, from a
@@ -90,6 +91,9 @@ upstreams:
   origin:
     backends: [127.0.0.1:$ORIGIN]
 EOF
+# WEIR_EXTRA: more top-level config for weir, e.g. a tracing section whose
+# collector is the origin (it answers POST /v1/traces with 200).
+printf '%s\n' "${WEIR_EXTRA:-}" >>"$T/weir.yaml"
 cat >"$T/client.py" <<'EOF'
 import socket, sys, time
 port, n = int(sys.argv[1]), int(sys.argv[2])

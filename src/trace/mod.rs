@@ -96,19 +96,18 @@ pub fn begin(
         }
         None => (ids.new_trace_id(), SpanId::INVALID, TraceState::default()),
     };
-    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(cfg.sample_ratio)));
-    let decision = sampler.should_sample(
-        parent_cx.as_ref(),
-        trace_id,
-        "",
-        &SpanKind::Server,
-        &[],
-        &[],
-    );
-    let sampled = matches!(
-        decision.decision,
-        opentelemetry_sdk::trace::SamplingDecision::RecordAndSample
-    );
+    // Parent-based: a continued context keeps its peer's decision; a new
+    // trace is sampled by its id (the SDK's ratio sampler, built in place:
+    // the `ParentBased` wrapper would box it per request).
+    let sampled = match &parent_cx {
+        Some(cx) => cx.span().span_context().is_sampled(),
+        None => matches!(
+            Sampler::TraceIdRatioBased(cfg.sample_ratio)
+                .should_sample(None, trace_id, "", &SpanKind::Server, &[], &[])
+                .decision,
+            opentelemetry_sdk::trace::SamplingDecision::RecordAndSample
+        ),
+    };
     let flags = if sampled {
         TraceFlags::SAMPLED
     } else {
@@ -125,13 +124,18 @@ pub fn begin(
 }
 
 fn hex32(id: TraceId) -> [u8; 32] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 32];
-    for (i, b) in id.to_bytes().iter().enumerate() {
+    hex_into(&id.to_bytes(), &mut out);
+    out
+}
+
+/// Lower-case hex of `bytes` into `out` (twice as long).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
         out[2 * i] = DIGITS[usize::from(b >> 4)];
         out[2 * i + 1] = DIGITS[usize::from(b & 15)];
     }
-    out
 }
 
 impl RequestTrace {
@@ -204,9 +208,12 @@ impl RequestTrace {
             Some(a) => a.span_id,
             None => self.context.span_id(),
         };
-        let flags = self.context.trace_flags().to_u8() & 1;
-        let text = format!("00-{}-{span}-{flags:02x}", self.trace_id());
-        HeaderValue::from_str(&text).ok()
+        // 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>, on the stack.
+        let mut v = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        v[3..35].copy_from_slice(&self.hex);
+        hex_into(&span.to_bytes(), &mut v[36..52]);
+        hex_into(&[self.context.trace_flags().to_u8() & 1], &mut v[53..55]);
+        HeaderValue::from_bytes(&v).ok()
     }
 
     /// Sets `traceparent` on the request to the backend; a `tracestate`
