@@ -32,6 +32,8 @@ pub(super) struct Context<'a> {
     pub index: &'a HashMap<&'a str, usize>,
     /// The snapshot being replaced, if any.
     pub previous: Option<&'a crate::snapshot::Snapshot>,
+    /// Size of the cache's memory tier.
+    pub cache_memory: u64,
 }
 
 /// Compiles `routes[i]`; `None` (with issues) when it is invalid.
@@ -71,6 +73,13 @@ pub(super) fn compile(
         ));
     }
     let retry_on = r.retry_on.clone().unwrap_or_default();
+    let cache = r.cache.as_ref().and_then(|c| {
+        super::cache::route_cache(c, &name, ctx.cache_memory, &format!("{base}.cache"), issues)
+    });
+    let compression = r
+        .compression
+        .as_ref()
+        .and_then(|c| super::cache::compression(c, &format!("{base}.compression"), issues));
     if issues.len() != before {
         return None;
     }
@@ -91,6 +100,8 @@ pub(super) fn compile(
             timeout: retry_on.contains(&RetryOn::Timeout),
             status_5xx: retry_on.contains(&RetryOn::Status5xx),
         },
+        cache: cache.map(Arc::new),
+        compression: compression.map(Arc::new),
     };
     Some((matcher, route))
 }

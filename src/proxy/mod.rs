@@ -7,6 +7,7 @@
 //! retries, and `fail_to_proxy` writes weir's own error answers.
 
 mod answers;
+mod caching;
 mod ctx;
 mod record;
 mod request;
@@ -25,6 +26,8 @@ use bytes::Bytes;
 use ctx::MAX_TRIES;
 pub use ctx::{Ctx, InFlight};
 use http::{header, HeaderValue};
+use pingora_cache::key::HashBinary;
+use pingora_cache::{CacheKey, CacheMeta, RespCacheable};
 use pingora_core::upstreams::peer::{HttpPeer, HttpUpstreamRequestPolicy};
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::ResponseHeader;
@@ -154,6 +157,42 @@ impl ProxyHttp for Proxy {
                 Ok(true)
             }
         }
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        caching::enable(session, ctx);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut Ctx) -> Result<CacheKey> {
+        caching::key(session, ctx)
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<RespCacheable> {
+        Ok(caching::cacheable(session, resp, ctx))
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut Ctx,
+        req: &pingora_http::RequestHeader,
+    ) -> Option<HashBinary> {
+        caching::variance(meta, req)
+    }
+
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Ctx,
+        error: Option<&Error>,
+    ) -> bool {
+        crate::cache::serve_stale(error)
     }
 
     async fn request_body_filter(
@@ -324,6 +363,7 @@ impl ProxyHttp for Proxy {
         if let Some(c) = ctx.set_cookie.take() {
             resp.append_header(header::SET_COOKIE, c)?;
         }
+        caching::response(session, resp, ctx);
         finish_response_headers(resp, ctx);
         Ok(())
     }

@@ -1,0 +1,260 @@
+//! The memory tier: weir's `Storage` for pingora-cache. Entries live in a
+//! TinyUFO cache (lock-free reads; admission by TinyLFU frequency and
+//! S3-FIFO eviction) weighted by their size, so the tier never holds more
+//! than its configured bytes. Writes (fills, revalidations, purges) go
+//! through one mutex that also keeps the URL index purges and unsafe
+//! methods use; hits never take it.
+
+use super::entry::{Entry, StoredMeta};
+use super::hit::Hit;
+use super::stats;
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora_cache::key::CacheHashKey;
+use pingora_cache::storage::{
+    HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget, PurgeType,
+    Storage,
+};
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::{CacheKey, CacheMeta};
+use pingora_error::{Error, ErrorType, Result};
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tinyufo::TinyUfo;
+
+/// TinyUFO weighs entries in `u16`: weir weighs them in KiB.
+const UNIT: usize = 1024;
+/// The largest object the memory tier can hold (`u16::MAX` KiB).
+pub const MAX_OBJECT: usize = u16::MAX as usize * UNIT;
+
+#[derive(Default)]
+struct Index {
+    /// Bytes accounted per stored key, and its URL.
+    by_key: HashMap<u128, (Arc<str>, usize)>,
+    /// Keys (variants) stored per URL.
+    by_url: HashMap<Arc<str>, Vec<u128>>,
+}
+
+impl Index {
+    fn insert(&mut self, key: u128, url: Arc<str>, bytes: usize) {
+        self.by_url.entry(url.clone()).or_default().push(key);
+        self.by_key.insert(key, (url, bytes));
+    }
+
+    /// Forgets `key`; its accounted bytes.
+    fn remove(&mut self, key: u128) -> Option<usize> {
+        let (url, bytes) = self.by_key.remove(&key)?;
+        if let Some(keys) = self.by_url.get_mut(&url) {
+            keys.retain(|k| *k != key);
+            if keys.is_empty() {
+                self.by_url.remove(&url);
+            }
+        }
+        Some(bytes)
+    }
+}
+
+/// The memory tier.
+pub struct MemoryStorage {
+    entries: TinyUfo<u128, Arc<Entry>>,
+    index: Mutex<Index>,
+    limit: usize,
+}
+
+impl MemoryStorage {
+    /// A tier holding at most `limit` bytes.
+    pub fn new(limit: usize) -> MemoryStorage {
+        let estimated = (limit / (8 * UNIT)).clamp(1024, 1 << 20);
+        MemoryStorage {
+            entries: TinyUfo::new((limit / UNIT).max(1), estimated),
+            index: Mutex::new(Index::default()),
+            limit,
+        }
+    }
+
+    /// Its size limit in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The entry stored under `key`, if any (counts as a use).
+    pub fn get(&self, key: u128) -> Option<Arc<Entry>> {
+        self.entries.get(&key)
+    }
+
+    /// Stores `entry` (replacing one under the same key); `false` when the
+    /// admission policy kept the entries it would have evicted instead.
+    pub fn insert(&self, entry: Entry) -> bool {
+        let bytes = entry.bytes();
+        let weight = bytes.div_ceil(UNIT).clamp(1, u16::MAX as usize) as u16;
+        let (key, url) = (entry.key, entry.url.clone());
+        let entry = Arc::new(entry);
+        let mut index = self.lock();
+        if let Some(old) = index.remove(key) {
+            stats::stored(-(old as i64), -1);
+        }
+        let evicted = self.entries.put(key, entry.clone(), weight);
+        let mut admitted = true;
+        for kv in evicted {
+            if Arc::ptr_eq(&kv.data, &entry) {
+                admitted = false;
+                continue;
+            }
+            if let Some(b) = index.remove(kv.data.key) {
+                stats::stored(-(b as i64), -1);
+                stats::evicted();
+            }
+        }
+        if admitted {
+            index.insert(key, url, bytes);
+            stats::stored(bytes as i64, 1);
+        }
+        admitted
+    }
+
+    /// Removes the entry under `key`; whether there was one.
+    pub fn remove(&self, key: u128) -> bool {
+        let mut index = self.lock();
+        self.remove_locked(&mut index, key)
+    }
+
+    fn remove_locked(&self, index: &mut Index, key: u128) -> bool {
+        let gone = self.entries.remove(&key).is_some();
+        if let Some(b) = index.remove(key) {
+            stats::stored(-(b as i64), -1);
+        }
+        gone
+    }
+
+    /// Removes every entry (every variant) stored for `url`; how many.
+    pub fn purge_url(&self, url: &str) -> usize {
+        let mut index = self.lock();
+        let keys = index.by_url.get(url).cloned().unwrap_or_default();
+        keys.into_iter()
+            .filter(|k| self.remove_locked(&mut index, *k))
+            .count()
+    }
+
+    /// Removes every entry whose URL `matches`; how many.
+    pub fn purge_matching(&self, matches: impl Fn(&str) -> bool) -> usize {
+        let mut index = self.lock();
+        let keys: Vec<u128> = index
+            .by_url
+            .iter()
+            .filter(|(u, _)| matches(u))
+            .flat_map(|(_, ks)| ks.iter().copied())
+            .collect();
+        keys.into_iter()
+            .filter(|k| self.remove_locked(&mut index, *k))
+            .count()
+    }
+}
+
+/// The storage key of a pingora-cache key.
+pub fn key_of(key: &impl CacheHashKey) -> u128 {
+    u128::from_be_bytes(key.combined_bin())
+}
+
+/// Collects a fill's body, then stores it whole.
+struct Miss {
+    storage: &'static MemoryStorage,
+    key: u128,
+    url: Arc<str>,
+    meta: StoredMeta,
+    body: BytesMut,
+    max: usize,
+}
+
+#[async_trait]
+impl HandleMiss for Miss {
+    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        if self.body.len() + data.len() > self.max {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "object over the memory tier's limit",
+            );
+        }
+        self.body.extend_from_slice(&data);
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<MissFinishType> {
+        let size = self.body.len();
+        self.storage.insert(Entry {
+            key: self.key,
+            url: self.url,
+            meta: self.meta,
+            body: self.body.freeze(),
+        });
+        Ok(MissFinishType::Created(size))
+    }
+}
+
+#[async_trait]
+impl Storage for MemoryStorage {
+    async fn lookup(
+        &'static self,
+        key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        Ok(self.get(key_of(key)).map(|e| {
+            let hit: HitHandler = Box::new(Hit::new(e.body.clone()));
+            (e.meta.to_meta(), hit)
+        }))
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<MissHandler> {
+        Ok(Box::new(Miss {
+            storage: self,
+            key: key_of(key),
+            url: key.user_tag.as_str().into(),
+            meta: StoredMeta::from_meta(meta),
+            body: BytesMut::new(),
+            max: MAX_OBJECT.min(self.limit),
+        }))
+    }
+
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _purge_type: PurgeType,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        Ok(match self.remove(key_of(target.key())) {
+            true => PurgeOutcome::Purged(None),
+            false => PurgeOutcome::NotFound,
+        })
+    }
+
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<bool> {
+        let k = key_of(key);
+        let Some(old) = self.get(k) else {
+            return Ok(false);
+        };
+        Ok(self.insert(Entry {
+            key: k,
+            url: old.url.clone(),
+            meta: StoredMeta::from_meta(meta),
+            body: old.body.clone(),
+        }))
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}
