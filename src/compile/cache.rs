@@ -87,8 +87,10 @@ pub(super) fn route_cache(
         .enumerate()
         .filter_map(|(j, t)| key_part(t.trim(), &format!("{base}.key[{j}]"), issues))
         .collect();
-    let max = c.max_object_size.map_or(DEFAULT_MAX_OBJECT, |s| s.0);
     let limit = (MAX_OBJECT as u64).min(memory);
+    let max = c
+        .max_object_size
+        .map_or(DEFAULT_MAX_OBJECT.min(limit), |s| s.0);
     if max == 0 || max > limit {
         issues.push(Issue::new(
             format!("{base}.max_object_size"),
