@@ -2,6 +2,7 @@
 //! that counts the requests reaching it: freshness, what is never stored,
 //! `Vary`, revalidation, conditionals, ranges, `HEAD`, invalidation,
 //! purges, the status header and policies on hits.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cache_common;
 mod common;

@@ -1,11 +1,11 @@
 //! A route's `compression`: which answers are encoded and with what, decided
 //! per response; the encoding itself is Pingora's response compression
-//! module (gzip, brotli, zstd), switched on for this one response with the
-//! one algorithm chosen. Pingora's module does not weigh q-values nor a
+//! (gzip, brotli, zstd, in [`super::encoder`]), switched on for this one
+//! response with the one algorithm chosen. Pingora's module does not weigh q-values nor a
 //! server preference, so weir chooses and hands it a one-item
 //! `Accept-Encoding`.
 
-use pingora_core::modules::http::compression::ResponseCompression;
+use super::encoder::Encoder;
 use pingora_core::protocols::http::compression::Algorithm;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
@@ -154,14 +154,8 @@ pub fn apply(session: &mut Session, c: &Compression, resp: &mut ResponseHeader) 
     let Some(Some(only)) = ONLY.get(a) else {
         return;
     };
-    if let Some(m) = session
-        .downstream_modules_ctx
-        .get_mut::<ResponseCompression>()
-    {
-        if m.is_header_phase() {
-            m.adjust_algorithm_level(ALGORITHMS[a], c.levels[a]);
-            m.request_filter(only);
-        }
+    if let Some(m) = session.downstream_modules_ctx.get_mut::<Encoder>() {
+        m.arm(ALGORITHMS[a], c.levels[a], only);
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod compress;
 pub mod decide;
+pub mod encoder;
 pub mod entry;
 pub mod hit;
 pub mod key;

@@ -103,6 +103,12 @@ impl ProxyHttp for Proxy {
         Ctx::new(self.snapshot.load_full())
     }
 
+    fn init_downstream_modules(&self, modules: &mut pingora_core::modules::http::HttpModules) {
+        // Pingora's response compression, disabled until a route's
+        // `compression` arms it for one response.
+        modules.add_module(Box::new(crate::cache::encoder::EncoderBuilder));
+    }
+
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         crate::observe::account::request_started();
         ctx.counted = true;
