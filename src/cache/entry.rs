@@ -71,7 +71,7 @@ impl StoredMeta {
 }
 
 /// One stored answer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     /// Its storage key (pingora-cache's combined hash, variant included).
     pub key: u128,

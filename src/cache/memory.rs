@@ -1,24 +1,13 @@
-//! The memory tier: weir's `Storage` for pingora-cache. Entries live in a
+//! The memory tier. Entries live in a
 //! TinyUFO cache (lock-free reads; admission by TinyLFU frequency and
 //! S3-FIFO eviction) weighted by their size, so the tier never holds more
 //! than its configured bytes. Writes (fills, revalidations, purges) go
 //! through one mutex that also keeps the URL index purges and unsafe
 //! methods use; hits never take it.
 
-use super::entry::{Entry, StoredMeta};
-use super::hit::Hit;
+use super::entry::Entry;
 use super::stats;
-use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
 use pingora_cache::key::CacheHashKey;
-use pingora_cache::storage::{
-    HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget, PurgeType,
-    Storage,
-};
-use pingora_cache::trace::SpanHandle;
-use pingora_cache::{CacheKey, CacheMeta};
-use pingora_error::{Error, ErrorType, Result};
-use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tinyufo::TinyUfo;
@@ -131,130 +120,19 @@ impl MemoryStorage {
         gone
     }
 
-    /// Removes every entry (every variant) stored for `url`; how many.
-    pub fn purge_url(&self, url: &str) -> usize {
-        let mut index = self.lock();
-        let keys = index.by_url.get(url).cloned().unwrap_or_default();
-        keys.into_iter()
-            .filter(|k| self.remove_locked(&mut index, *k))
-            .count()
-    }
-
-    /// Removes every entry whose URL `matches`; how many.
-    pub fn purge_matching(&self, matches: impl Fn(&str) -> bool) -> usize {
-        let mut index = self.lock();
-        let keys: Vec<u128> = index
+    /// Keys stored for URLs that `matches`.
+    pub fn keys_matching(&self, matches: impl Fn(&str) -> bool) -> Vec<u128> {
+        let index = self.lock();
+        index
             .by_url
             .iter()
             .filter(|(u, _)| matches(u))
             .flat_map(|(_, ks)| ks.iter().copied())
-            .collect();
-        keys.into_iter()
-            .filter(|k| self.remove_locked(&mut index, *k))
-            .count()
+            .collect()
     }
 }
 
 /// The storage key of a pingora-cache key.
 pub fn key_of(key: &impl CacheHashKey) -> u128 {
     u128::from_be_bytes(key.combined_bin())
-}
-
-/// Collects a fill's body, then stores it whole.
-struct Miss {
-    storage: &'static MemoryStorage,
-    key: u128,
-    url: Arc<str>,
-    meta: StoredMeta,
-    body: BytesMut,
-    max: usize,
-}
-
-#[async_trait]
-impl HandleMiss for Miss {
-    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
-        if self.body.len() + data.len() > self.max {
-            return Error::e_explain(
-                ErrorType::InternalError,
-                "object over the memory tier's limit",
-            );
-        }
-        self.body.extend_from_slice(&data);
-        Ok(())
-    }
-
-    async fn finish(self: Box<Self>) -> Result<MissFinishType> {
-        let size = self.body.len();
-        self.storage.insert(Entry {
-            key: self.key,
-            url: self.url,
-            meta: self.meta,
-            body: self.body.freeze(),
-        });
-        Ok(MissFinishType::Created(size))
-    }
-}
-
-#[async_trait]
-impl Storage for MemoryStorage {
-    async fn lookup(
-        &'static self,
-        key: &CacheKey,
-        _trace: &SpanHandle,
-    ) -> Result<Option<(CacheMeta, HitHandler)>> {
-        Ok(self.get(key_of(key)).map(|e| {
-            let hit: HitHandler = Box::new(Hit::new(e.body.clone()));
-            (e.meta.to_meta(), hit)
-        }))
-    }
-
-    async fn get_miss_handler(
-        &'static self,
-        key: &CacheKey,
-        meta: &CacheMeta,
-        _trace: &SpanHandle,
-    ) -> Result<MissHandler> {
-        Ok(Box::new(Miss {
-            storage: self,
-            key: key_of(key),
-            url: key.user_tag.as_str().into(),
-            meta: StoredMeta::from_meta(meta),
-            body: BytesMut::new(),
-            max: MAX_OBJECT.min(self.limit),
-        }))
-    }
-
-    async fn purge(
-        &'static self,
-        target: PurgeTarget<'_>,
-        _purge_type: PurgeType,
-        _trace: &SpanHandle,
-    ) -> Result<PurgeOutcome> {
-        Ok(match self.remove(key_of(target.key())) {
-            true => PurgeOutcome::Purged(None),
-            false => PurgeOutcome::NotFound,
-        })
-    }
-
-    async fn update_meta(
-        &'static self,
-        key: &CacheKey,
-        meta: &CacheMeta,
-        _trace: &SpanHandle,
-    ) -> Result<bool> {
-        let k = key_of(key);
-        let Some(old) = self.get(k) else {
-            return Ok(false);
-        };
-        Ok(self.insert(Entry {
-            key: k,
-            url: old.url.clone(),
-            meta: StoredMeta::from_meta(meta),
-            body: old.body.clone(),
-        }))
-    }
-
-    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
-        self
-    }
 }

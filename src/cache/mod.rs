@@ -10,6 +10,7 @@
 
 pub mod compress;
 pub mod decide;
+pub mod disk;
 pub mod encoder;
 pub mod entry;
 pub mod hit;
@@ -17,6 +18,7 @@ pub mod key;
 pub mod memory;
 pub mod route;
 pub mod stats;
+pub mod tiers;
 
 use memory::MemoryStorage;
 use pingora_cache::key::HashBinary;
@@ -28,10 +30,11 @@ use pingora_proxy::Session;
 pub use route::{KeyPart, Outcome, RouteCache};
 use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
+use tiers::Tiers;
 
 /// The process's memory tier, made on first use with the size of the
 /// config of that moment (a later change of `cache.memory` needs a restart).
-static STORAGE: OnceLock<&'static MemoryStorage> = OnceLock::new();
+static STORAGE: OnceLock<&'static Tiers> = OnceLock::new();
 
 /// How long one fill may hold a key's lock before waiters compete again.
 const LOCK_AGE: Duration = Duration::from_secs(60);
@@ -39,10 +42,18 @@ const LOCK_AGE: Duration = Duration::from_secs(60);
 static LOCK: LazyLock<&'static CacheKeyLockImpl> =
     LazyLock::new(|| Box::leak(CacheLock::new_boxed(LOCK_AGE)));
 
-fn storage(size: usize) -> &'static MemoryStorage {
+fn storage(rc: &RouteCache) -> &'static Tiers {
     STORAGE.get_or_init(|| {
         stats::init();
-        Box::leak(Box::new(MemoryStorage::new(size)))
+        let disk = rc.disk.as_ref().and_then(|(path, size)| {
+            disk::DiskTier::open(path, *size)
+                .map_err(|e| log::error!("cache: disk tier {} unusable: {e}", path.display()))
+                .ok()
+        });
+        Box::leak(Box::new(Tiers {
+            memory: MemoryStorage::new(rc.memory),
+            disk,
+        }))
     })
 }
 
@@ -56,7 +67,7 @@ pub fn enable(session: &mut Session, rc: &RouteCache) {
     o.wait_timeout = Some(rc.lock_timeout);
     session
         .cache
-        .enable(storage(rc.memory), None, None, Some(*LOCK), Some(o));
+        .enable(storage(rc), None, None, Some(*LOCK), Some(o));
     session.cache.set_max_file_size_bytes(rc.max_object_size);
 }
 
@@ -148,7 +159,8 @@ pub fn respond(session: &Session, rc: &RouteCache, resp: &mut ResponseHeader) {
     );
     if unsafe_method && resp.status.as_u16() < 400 {
         if let Some(s) = STORAGE.get() {
-            s.purge_url(&key::request_url(req));
+            let url = key::request_url(req);
+            s.purge_matching(|u| u == url);
         }
     }
 }
@@ -160,9 +172,6 @@ pub fn purge(host: &str, path: &str, prefix: bool) -> usize {
         return 0;
     };
     let host = host.to_ascii_lowercase();
-    if !prefix && !host.is_empty() {
-        return s.purge_url(&key::url(&host, path, None));
-    }
     s.purge_matching(|u| {
         let (h, p) = u.split_once('\0').unwrap_or(("", u));
         (host.is_empty() || h == host)

@@ -102,6 +102,8 @@ pub struct RouteCache {
     pub status_header: Option<http::HeaderName>,
     /// Size of the memory tier (the first config's size is used).
     pub memory: usize,
+    /// Folder and size of the disk tier, if any (the first config's).
+    pub disk: Option<(std::path::PathBuf, u64)>,
     /// Request counters by [`Outcome`] (index in [`Outcome::ALL`]).
     pub counters: [Option<IntCounter>; 7],
 }

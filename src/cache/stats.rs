@@ -14,6 +14,7 @@ struct Tier {
 struct Stats {
     requests: IntCounterVec,
     memory: Tier,
+    disk: Tier,
 }
 
 fn build() -> Result<Stats, prometheus::Error> {
@@ -45,12 +46,16 @@ fn build() -> Result<Stats, prometheus::Error> {
         m.registry.register(Box::new(objects.clone()))?;
         m.registry.register(Box::new(evictions.clone()))?;
     }
-    let memory = Tier {
-        size: size.with_label_values(&["memory"]),
-        objects: objects.with_label_values(&["memory"]),
-        evictions: evictions.with_label_values(&["memory"]),
+    let tier = |t: &str| Tier {
+        size: size.with_label_values(&[t]),
+        objects: objects.with_label_values(&[t]),
+        evictions: evictions.with_label_values(&[t]),
     };
-    Ok(Stats { requests, memory })
+    Ok(Stats {
+        requests,
+        memory: tier("memory"),
+        disk: tier("disk"),
+    })
 }
 
 static STATS: LazyLock<Option<Stats>> = LazyLock::new(|| match build() {
@@ -78,6 +83,21 @@ pub fn stored(bytes: i64, objects: i64) {
 pub fn evicted() {
     if let Some(s) = STATS.as_ref() {
         s.memory.evictions.inc();
+    }
+}
+
+/// The disk tier now holds `bytes` in `objects` entries.
+pub fn disk_state(bytes: u64, objects: usize) {
+    if let Some(s) = STATS.as_ref() {
+        s.disk.size.set(bytes as i64);
+        s.disk.objects.set(objects as i64);
+    }
+}
+
+/// One entry was evicted from the disk tier.
+pub fn disk_evicted() {
+    if let Some(s) = STATS.as_ref() {
+        s.disk.evictions.inc();
     }
 }
 

@@ -19,22 +19,29 @@ const DEFAULT_TYPES: [&str; 5] = [
     "image/svg+xml",
 ];
 
-/// Checks the top-level `cache` section; the memory tier's size.
-pub(super) fn section(cfg: &FileConfig, issues: &mut Vec<Issue>) -> u64 {
+/// The storage the routes share: memory size, disk folder and size.
+pub(super) type Tiers = (u64, Option<(std::path::PathBuf, u64)>);
+
+/// Checks the top-level `cache` section.
+pub(super) fn section(cfg: &FileConfig, issues: &mut Vec<Issue>) -> Tiers {
     let Some(c) = &cfg.cache else {
-        return DEFAULT_MEMORY;
+        return (DEFAULT_MEMORY, None);
     };
     let memory = c.memory.map_or(DEFAULT_MEMORY, |s| s.0);
     if memory < 1 << 20 {
         issues.push(Issue::new("cache.memory", "at least 1MiB"));
     }
-    if c.disk.is_some() {
-        issues.push(Issue::at_key(
-            "cache.disk",
-            "the disk tier is not available in this build of weir (only the memory tier is); remove `disk`",
-        ));
-    }
-    memory
+    let disk = c.disk.as_ref().and_then(|d| {
+        if d.size.0 < 1 << 20 {
+            issues.push(Issue::new("cache.disk.size", "at least 1MiB"));
+        }
+        if d.path.trim().is_empty() {
+            issues.push(Issue::new("cache.disk.path", "must name a folder"));
+            return None;
+        }
+        Some((cfg.base_dir.join(&d.path), d.size.0))
+    });
+    (memory, disk)
 }
 
 fn key_part(text: &str, at: &str, issues: &mut Vec<Issue>) -> Option<KeyPart> {
@@ -72,11 +79,12 @@ fn secs(d: Option<Dur>) -> u32 {
 pub(super) fn route_cache(
     c: &RouteCacheConfig,
     route: &str,
-    memory: u64,
+    tiers: &Tiers,
     base: &str,
     issues: &mut Vec<Issue>,
 ) -> Option<RouteCache> {
     let before = issues.len();
+    let memory = tiers.0;
     let default_key = ["host", "path", "query"].map(String::from).to_vec();
     let texts = c.key.clone().unwrap_or(default_key);
     if texts.is_empty() {
@@ -132,6 +140,7 @@ pub(super) fn route_cache(
         lock_timeout,
         status_header,
         memory: memory as usize,
+        disk: tiers.1.clone(),
         counters: Outcome::ALL.map(|o| stats::requests(route, o.label())),
     })
 }

@@ -32,8 +32,8 @@ pub(super) struct Context<'a> {
     pub index: &'a HashMap<&'a str, usize>,
     /// The snapshot being replaced, if any.
     pub previous: Option<&'a crate::snapshot::Snapshot>,
-    /// Size of the cache's memory tier.
-    pub cache_memory: u64,
+    /// The cache's storage.
+    pub cache_tiers: super::cache::Tiers,
 }
 
 /// Compiles `routes[i]`; `None` (with issues) when it is invalid.
@@ -74,7 +74,7 @@ pub(super) fn compile(
     }
     let retry_on = r.retry_on.clone().unwrap_or_default();
     let cache = r.cache.as_ref().and_then(|c| {
-        super::cache::route_cache(c, &name, ctx.cache_memory, &format!("{base}.cache"), issues)
+        super::cache::route_cache(c, &name, &ctx.cache_tiers, &format!("{base}.cache"), issues)
     });
     let compression = r
         .compression
