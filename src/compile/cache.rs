@@ -75,6 +75,23 @@ fn secs(d: Option<Dur>) -> u32 {
     d.map_or(0, |d| d.0.as_secs().min(u32::MAX as u64) as u32)
 }
 
+fn status_header(h: Option<&str>, base: &str, issues: &mut Vec<Issue>) -> Option<http::HeaderName> {
+    match h {
+        None => Some(http::HeaderName::from_static("x-cache")),
+        Some("") => None,
+        Some(h) => match http::HeaderName::from_bytes(h.as_bytes()) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                issues.push(Issue::new(
+                    format!("{base}.status_header"),
+                    format!("invalid header name {h:?}"),
+                ));
+                None
+            }
+        },
+    }
+}
+
 /// Builds `routes[i].cache`.
 pub(super) fn route_cache(
     c: &RouteCacheConfig,
@@ -105,20 +122,7 @@ pub(super) fn route_cache(
             format!("between 1 byte and {limit} bytes (the memory tier's size, at most 64MiB)"),
         ));
     }
-    let status_header = match c.status_header.as_deref() {
-        None => Some(http::HeaderName::from_static("x-cache")),
-        Some("") => None,
-        Some(h) => match http::HeaderName::from_bytes(h.as_bytes()) {
-            Ok(h) => Some(h),
-            Err(_) => {
-                issues.push(Issue::new(
-                    format!("{base}.status_header"),
-                    format!("invalid header name {h:?}"),
-                ));
-                None
-            }
-        },
-    };
+    let status_header = status_header(c.status_header.as_deref(), base, issues);
     let lock_timeout = c.lock_timeout.map_or(Duration::from_secs(5), |d| d.0);
     if lock_timeout.is_zero() {
         issues.push(Issue::new(
