@@ -6,6 +6,7 @@ use crate::cache::memory::MAX_OBJECT;
 use crate::cache::{stats, KeyPart, Outcome, RouteCache};
 use crate::config::model::*;
 use crate::config::Issue;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Memory tier size when the file has no `cache` section.
@@ -90,6 +91,39 @@ fn status_header(h: Option<&str>, base: &str, issues: &mut Vec<Issue>) -> Option
             }
         },
     }
+}
+
+/// A route's compiled `cache` and `compression` blocks.
+pub(super) type Blocks = (Option<Arc<RouteCache>>, Option<Arc<Compression>>);
+
+/// Checks and builds the `cache` and `compression` blocks of route `r`.
+pub(super) fn blocks(
+    r: &RouteConfig,
+    name: &str,
+    tiers: &Tiers,
+    base: &str,
+    issues: &mut Vec<Issue>,
+) -> Blocks {
+    for (key, set) in [
+        ("cache", r.cache.is_some()),
+        ("compression", r.compression.is_some()),
+    ] {
+        if set && r.upstream.is_none() {
+            issues.push(Issue::at_key(
+                format!("{base}.{key}"),
+                "applies to answers from an upstream; this route answers by itself",
+            ));
+        }
+    }
+    let cache = r
+        .cache
+        .as_ref()
+        .and_then(|c| route_cache(c, name, tiers, &format!("{base}.cache"), issues));
+    let compression = r
+        .compression
+        .as_ref()
+        .and_then(|c| compression(c, &format!("{base}.compression"), issues));
+    (cache.map(Arc::new), compression.map(Arc::new))
 }
 
 /// Builds `routes[i].cache`.

@@ -73,13 +73,7 @@ pub(super) fn compile(
         ));
     }
     let retry_on = r.retry_on.clone().unwrap_or_default();
-    let cache = r.cache.as_ref().and_then(|c| {
-        super::cache::route_cache(c, &name, &ctx.cache_tiers, &format!("{base}.cache"), issues)
-    });
-    let compression = r
-        .compression
-        .as_ref()
-        .and_then(|c| super::cache::compression(c, &format!("{base}.compression"), issues));
+    let (cache, compression) = super::cache::blocks(r, &name, &ctx.cache_tiers, &base, issues);
     if issues.len() != before {
         return None;
     }
@@ -100,8 +94,8 @@ pub(super) fn compile(
             timeout: retry_on.contains(&RetryOn::Timeout),
             status_5xx: retry_on.contains(&RetryOn::Status5xx),
         },
-        cache: cache.map(Arc::new),
-        compression: compression.map(Arc::new),
+        cache,
+        compression,
     };
     Some((matcher, route))
 }
