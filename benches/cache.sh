@@ -15,7 +15,8 @@
 #     hit: one warm-up request first, checked to be a HIT), and gzip of the
 #     20 KiB JSON (no cache; Accept-Encoding: gzip) with weir at level 1 and at
 #     its default (6) against nginx `gzip on` (gzip_comp_level 1, nginx's
-#     default);
+#     default), and the same JSON as a cache hit compressed per client (both
+#     compress every hit again);
 #   - wrk -t1 -cCONNS -dDURATION on core 1 (with the origin); CPU per request
 #     from the proxy's /proc/PID/stat ticks over the run; ROUNDS rounds, the
 #     order rotated each round; prints medians (markdown) and writes them to
@@ -38,7 +39,8 @@ RESULTS=${RESULTS_DIR:-$ROOT/benches/results}/cache-latest.md
 TICK=$(getconf CLK_TCK)
 ORIGIN=$PORT_BASE
 declare -A PORT=([weir]=$((PORT_BASE + 1)) [nginx]=$((PORT_BASE + 2)) [weir-nocache]=$((PORT_BASE + 3))
-    [weir-gzip1]=$((PORT_BASE + 4)) [weir-gzip]=$((PORT_BASE + 5)) [nginx-gzip]=$((PORT_BASE + 6)))
+    [weir-gzip1]=$((PORT_BASE + 4)) [weir-gzip]=$((PORT_BASE + 5)) [nginx-gzip]=$((PORT_BASE + 6))
+    [weir-hitgzip]=$((PORT_BASE + 7)) [nginx-hitgzip]=$((PORT_BASE + 8)))
 
 log() { printf '[cache.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -115,6 +117,18 @@ EOF
         }
     }
     server {
+        listen 127.0.0.1:${PORT[nginx-hitgzip]};
+        gzip on;
+        gzip_comp_level 1;
+        gzip_types application/json;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache c;
+        }
+    }
+    server {
         listen 127.0.0.1:${PORT[nginx-gzip]};
         gzip on;
         gzip_comp_level 1;
@@ -146,12 +160,14 @@ weir_conf weir "    cache: {}"
 weir_conf weir-nocache ""
 weir_conf weir-gzip1 "    compression: { level: 1, types: [application/json] }"
 weir_conf weir-gzip "    compression: { types: [application/json] }"
+weir_conf weir-hitgzip "    cache: {}
+    compression: { level: 1, types: [application/json] }"
 
 # Starts proxy $1 (nginx serves both nginx rows from one process); sets PID.
 NGINX_PID=""
 start() {
     case $1 in
-        nginx | nginx-gzip)
+        nginx | nginx-gzip | nginx-hitgzip)
             if [ -z "$NGINX_PID" ]; then
                 taskset -c 0 nginx -c "$T/nginx.conf" -p "$T" 2>>"$T/nginx.log" &
                 NGINX_PID=$!
@@ -198,7 +214,8 @@ measure() {
 }
 
 CASES=("weir /1k -" "nginx /1k -" "weir-nocache /1k -" "weir /100k -" "nginx /100k -"
-    "weir-gzip1 /data.json gzip" "weir-gzip /data.json gzip" "nginx-gzip /data.json gzip")
+    "weir-gzip1 /data.json gzip" "weir-gzip /data.json gzip" "nginx-gzip /data.json gzip"
+    "weir-hitgzip /data.json gzip" "nginx-hitgzip /data.json gzip")
 declare -A RES
 for round in $(seq "$ROUNDS"); do
     log "round $round/$ROUNDS"
@@ -232,5 +249,6 @@ row() { # $1 label, $2 weir case, $3 nginx case ("" for none)
     row "cache hit, 100 KiB" "weir /100k -" "nginx /100k -"
     row "gzip, 20 KiB JSON, level 1 (nginx: gzip_comp_level 1)" "weir-gzip1 /data.json gzip" "nginx-gzip /data.json gzip"
     row "gzip, 20 KiB JSON, weir's default level (6)" "weir-gzip /data.json gzip" "nginx-gzip /data.json gzip"
+    row "cache hit + gzip level 1, 20 KiB JSON (each hit compressed again)" "weir-hitgzip /data.json gzip" "nginx-hitgzip /data.json gzip"
     row "weir proxying the 1 KiB object to the keep-alive origin, no cache (reference)" "weir-nocache /1k -" ""
 } | tee "$RESULTS"
