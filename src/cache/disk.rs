@@ -248,6 +248,11 @@ impl DiskTier {
         self.lock().by_key.contains_key(&key)
     }
 
+    /// Keys (variants) stored for exactly `url`.
+    pub fn keys_for(&self, url: &str) -> Vec<u128> {
+        self.lock().by_url.get(url).cloned().unwrap_or_default()
+    }
+
     /// Keys stored for URLs that `matches`.
     pub fn keys_matching(&self, matches: impl Fn(&str) -> bool) -> Vec<u128> {
         let index = self.lock();

@@ -120,6 +120,11 @@ impl MemoryStorage {
         gone
     }
 
+    /// Keys (variants) stored for exactly `url`.
+    pub fn keys_for(&self, url: &str) -> Vec<u128> {
+        self.lock().by_url.get(url).cloned().unwrap_or_default()
+    }
+
     /// Keys stored for URLs that `matches`.
     pub fn keys_matching(&self, matches: impl Fn(&str) -> bool) -> Vec<u128> {
         let index = self.lock();

@@ -159,8 +159,7 @@ pub fn respond(session: &Session, rc: &RouteCache, resp: &mut ResponseHeader) {
     );
     if unsafe_method && resp.status.as_u16() < 400 {
         if let Some(s) = STORAGE.get() {
-            let url = key::request_url(req);
-            s.purge_matching(|u| u == url);
+            s.purge_url(&key::request_url(req));
         }
     }
 }
@@ -171,7 +170,15 @@ pub fn purge(host: &str, path: &str, prefix: bool) -> usize {
     let Some(s) = STORAGE.get() else {
         return 0;
     };
-    let host = host.to_ascii_lowercase();
+    let mut buf = [0u8; 256];
+    let given = !host.is_empty();
+    let host = crate::router::normalize_host(host.as_bytes(), &mut buf);
+    if given && host.is_empty() {
+        return 0;
+    }
+    if given && !prefix {
+        return s.purge_url(&key::url(host, path, None));
+    }
     s.purge_matching(|u| {
         let (h, p) = u.split_once('\0').unwrap_or(("", u));
         (host.is_empty() || h == host)

@@ -53,6 +53,17 @@ impl Tiers {
         m || d
     }
 
+    /// Removes the entries (every variant) of exactly `url`; how many.
+    pub fn purge_url(&self, url: &str) -> usize {
+        let mut keys = self.memory.keys_for(url);
+        if let Some(d) = &self.disk {
+            keys.extend(d.keys_for(url));
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        keys.into_iter().filter(|k| self.remove(*k)).count()
+    }
+
     /// Removes the entries whose URL `matches` from both tiers; how many.
     pub fn purge_matching(&self, matches: impl Fn(&str) -> bool) -> usize {
         let mut keys = self.memory.keys_matching(&matches);
