@@ -210,9 +210,36 @@ fn cache_hits_are_encoded_per_client() {
         (Some("HIT"), Some("gzip"))
     );
     assert_eq!(gunzip(&body), text(4096));
+    // Later hits are served from the encoded copy the first one kept:
+    // whole, with its length, decoding to the same bytes.
+    for enc in ["gzip", "br"] {
+        let mut last = None;
+        for _ in 0..3 {
+            last = Some(fetch(&s, "/json", Some(enc)));
+        }
+        let (_, h, body) = last.unwrap();
+        assert_eq!(header(&h, "content-encoding"), Some(enc));
+        assert_eq!(
+            header(&h, "content-length"),
+            Some(body.len().to_string().as_str()),
+            "{h:?}"
+        );
+        assert_eq!(header(&h, "etag"), Some("W/\"abc\""));
+        let plain = match enc {
+            "gzip" => gunzip(&body).into_bytes(),
+            _ => {
+                let mut out = Vec::new();
+                brotli::BrotliDecompress(&mut &body[..], &mut out).unwrap();
+                out
+            }
+        };
+        assert_eq!(plain, text(4096).into_bytes());
+    }
     let r = s.get("/json");
     assert_eq!(xcache(&r), "HIT");
     assert_eq!(s.hits(), 1);
+    let objects = cache_common::metric(&s.metrics(), r#"weir_cache_objects{tier="memory"}"#);
+    assert_eq!(objects, 3.0, "the entry and its gzip and br copies");
 }
 
 /// Pseudo-random hex: deflate cannot sit on it, so output follows input.

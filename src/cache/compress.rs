@@ -136,6 +136,38 @@ fn add_vary(resp: &mut ResponseHeader) {
     }
 }
 
+/// `W/"x"` for a strong `"x"`; an invalid one is dropped (as Pingora does).
+fn weaken_etag(resp: &mut ResponseHeader) {
+    let Some(tag) = resp.headers.get(http::header::ETAG) else {
+        return;
+    };
+    let t = tag.as_bytes();
+    if t.starts_with(b"W/") {
+        return;
+    }
+    let weak = t
+        .starts_with(b"\"")
+        .then(|| http::HeaderValue::from_bytes(&[b"W/", t].concat()).ok())
+        .flatten();
+    match weak {
+        Some(w) => {
+            let _ = resp.insert_header(http::header::ETAG, w);
+        }
+        None => {
+            resp.remove_header(&http::header::ETAG);
+        }
+    }
+}
+
+/// The head of a hit served from a kept encoded copy of `len` bytes.
+fn pre_encoded(resp: &mut ResponseHeader, algorithm: usize, len: usize) {
+    let _ = resp.insert_header(http::header::CONTENT_ENCODING, NAMES[algorithm]);
+    let _ = resp.insert_header(http::header::CONTENT_LENGTH, len);
+    resp.remove_header(&http::header::TRANSFER_ENCODING);
+    resp.remove_header(&http::header::ACCEPT_RANGES);
+    weaken_etag(resp);
+}
+
 /// Decides the encoding of `resp` for this client and arms Pingora's
 /// compression module with it.
 pub fn apply(session: &mut Session, c: &Compression, resp: &mut ResponseHeader) {
@@ -143,6 +175,11 @@ pub fn apply(session: &mut Session, c: &Compression, resp: &mut ResponseHeader) 
         return;
     }
     add_vary(resp);
+    let enc = session.downstream_modules_ctx.get_mut::<Encoder>();
+    if let Some((a, len)) = enc.and_then(|e| e.pre_encoded) {
+        pre_encoded(resp, a, len);
+        return;
+    }
     let accept = session
         .req_header()
         .headers

@@ -6,6 +6,7 @@
 //! is byte-aligned and one byte (`ISLAST`, `ISLASTEMPTY`: `0x03`) ends it.
 //! Disabled (level 0) until [`super::compress::apply`] arms it.
 
+use super::entry::Entry;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora_core::modules::http::{HttpModule, HttpModuleBuilder, Module};
@@ -17,12 +18,25 @@ use std::any::Any;
 /// brotli's empty last meta-block, byte-aligned.
 const BROTLI_END: u8 = 0x03;
 
+/// An encoded body being kept as it is made.
+pub struct Record {
+    /// The encoded copy's entry, body still empty.
+    pub entry: Entry,
+    /// Give up past this many bytes.
+    pub max: usize,
+}
+
 /// One response's compression state.
 pub struct Encoder {
     ctx: ResponseCompressionCtx,
     /// Armed with brotli: the end byte is owed.
     brotli: bool,
     ended: bool,
+    /// A cache hit served from a kept encoded copy: (algorithm index, length).
+    pub pre_encoded: Option<(usize, usize)>,
+    /// Keep the encoded body made now as a copy for later hits.
+    pub record: Option<Record>,
+    kept: BytesMut,
 }
 
 impl Encoder {
@@ -46,6 +60,26 @@ impl Encoder {
         b.extend_from_slice(&[BROTLI_END]);
         Some(b.freeze())
     }
+
+    /// Adds encoded output to the copy being kept; stores it at the end.
+    fn keep(&mut self, out: Option<&Bytes>, end: bool) {
+        let Some(r) = &self.record else {
+            return;
+        };
+        if let Some(b) = out {
+            if self.kept.len() + b.len() > r.max {
+                self.record = None;
+                return;
+            }
+            self.kept.extend_from_slice(b);
+        }
+        if end {
+            if let Some(mut r) = self.record.take() {
+                r.entry.body = std::mem::take(&mut self.kept).freeze();
+                super::store_encoded(r.entry);
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -61,8 +95,9 @@ impl HttpModule for Encoder {
     async fn response_header_filter(&mut self, resp: &mut ResponseHeader, end: bool) -> Result<()> {
         self.ctx.response_header_filter(resp, end);
         // Not encoding after all (no body, or the module declined).
-        if self.brotli && !self.ctx.is_header_phase() && self.ctx.get_info().is_none() {
+        if !self.ctx.is_header_phase() && self.ctx.get_info().is_none() {
             self.brotli = false;
+            self.record = None;
         }
         Ok(())
     }
@@ -78,6 +113,7 @@ impl HttpModule for Encoder {
         if end {
             *body = self.finish(body.take());
         }
+        self.keep(body.as_ref(), end);
         Ok(())
     }
 
@@ -86,7 +122,9 @@ impl HttpModule for Encoder {
             return Ok(None);
         }
         let rest = self.ctx.response_body_filter(None, true);
-        Ok(self.finish(rest))
+        let rest = self.finish(rest);
+        self.keep(rest.as_ref(), true);
+        Ok(rest)
     }
 }
 
@@ -99,6 +137,9 @@ impl HttpModuleBuilder for EncoderBuilder {
             ctx: ResponseCompressionCtx::new(0, false, false),
             brotli: false,
             ended: false,
+            pre_encoded: None,
+            record: None,
+            kept: BytesMut::new(),
         })
     }
 

@@ -11,6 +11,10 @@ use std::any::Any;
 
 /// A hit's body reader.
 pub struct Hit {
+    /// The entry's storage key.
+    pub key: u128,
+    /// The entry's URL.
+    pub url: std::sync::Arc<str>,
     body: Bytes,
     start: usize,
     end: usize,
@@ -18,15 +22,25 @@ pub struct Hit {
 }
 
 impl Hit {
-    /// A reader of all of `body`.
-    pub fn new(body: Bytes) -> Hit {
+    /// A reader of all of `body`, the entry under `key`.
+    pub fn new(key: u128, url: std::sync::Arc<str>, body: Bytes) -> Hit {
         let end = body.len();
         Hit {
+            key,
+            url,
             body,
             start: 0,
             end,
             done: false,
         }
+    }
+
+    /// Serves `body` (an encoded copy) instead, whole.
+    pub fn replace(&mut self, body: Bytes) {
+        self.end = body.len();
+        self.body = body;
+        self.start = 0;
+        self.done = false;
     }
 }
 

@@ -19,6 +19,7 @@ pub mod memory;
 pub mod route;
 pub mod stats;
 pub mod tiers;
+pub mod variants;
 
 use memory::MemoryStorage;
 use pingora_cache::key::HashBinary;
@@ -69,6 +70,13 @@ pub fn enable(session: &mut Session, rc: &RouteCache) {
         .cache
         .enable(storage(rc), None, None, Some(*LOCK), Some(o));
     session.cache.set_max_file_size_bytes(rc.max_object_size);
+}
+
+/// Keeps an encoded copy of an entry (see [`variants`]).
+pub fn store_encoded(entry: entry::Entry) {
+    if let Some(s) = STORAGE.get() {
+        s.store_encoded(entry);
+    }
 }
 
 /// `cache_key_callback`.

@@ -46,6 +46,11 @@ impl Tiers {
         Some(Arc::new(entry))
     }
 
+    /// Keeps an encoded copy of an entry in the memory tier (never on disk).
+    pub fn store_encoded(&self, entry: Entry) {
+        self.memory.insert(entry);
+    }
+
     /// Removes the entry under `key` from both tiers; whether there was one.
     pub fn remove(&self, key: u128) -> bool {
         let m = self.memory.remove(key);
@@ -120,7 +125,7 @@ impl Storage for Tiers {
             None => self.read_disk(k).await,
         };
         Ok(found.map(|e| {
-            let hit: HitHandler = Box::new(Hit::new(e.body.clone()));
+            let hit: HitHandler = Box::new(Hit::new(k, e.url.clone(), e.body.clone()));
             (e.meta.to_meta(), hit)
         }))
     }

@@ -46,6 +46,19 @@ pub(super) fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<HashBina
     cache::variance(meta, req)
 }
 
+/// `cache_hit_filter` on a fresh entry (a stale one may be replaced by the
+/// backend's answer): a compressed hit may be served from a kept encoded copy.
+pub(super) fn hit(
+    session: &mut Session,
+    meta: &CacheMeta,
+    handler: &mut pingora_cache::storage::HitHandler,
+    ctx: &Ctx,
+) {
+    if let Some(c) = ctx.route().and_then(|r| r.compression.as_deref()) {
+        cache::variants::on_hit(session, c, meta, handler);
+    }
+}
+
 /// `response_filter`: the status header, counts, invalidation, compression.
 pub(super) fn response(session: &mut Session, resp: &mut ResponseHeader, ctx: &Ctx) {
     let Some(route) = ctx.route() else {

@@ -192,6 +192,20 @@ impl ProxyHttp for Proxy {
         caching::variance(meta, req)
     }
 
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        meta: &CacheMeta,
+        handler: &mut pingora_cache::storage::HitHandler,
+        is_fresh: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<pingora_cache::ForcedFreshness>> {
+        if is_fresh {
+            caching::hit(session, meta, handler, ctx);
+        }
+        Ok(None)
+    }
+
     fn should_serve_stale(
         &self,
         _session: &mut Session,
