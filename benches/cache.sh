@@ -249,6 +249,6 @@ row() { # $1 label, $2 weir case, $3 nginx case ("" for none)
     row "cache hit, 100 KiB" "weir /100k -" "nginx /100k -"
     row "gzip, 20 KiB JSON, level 1 (nginx: gzip_comp_level 1)" "weir-gzip1 /data.json gzip" "nginx-gzip /data.json gzip"
     row "gzip, 20 KiB JSON, weir's default level (6)" "weir-gzip /data.json gzip" "nginx-gzip /data.json gzip"
-    row "cache hit + gzip level 1, 20 KiB JSON (each hit compressed again)" "weir-hitgzip /data.json gzip" "nginx-hitgzip /data.json gzip"
+    row "cache hit + gzip level 1, 20 KiB JSON (weir: its kept encoded copy; nginx: compressed per hit)" "weir-hitgzip /data.json gzip" "nginx-hitgzip /data.json gzip"
     row "weir proxying the 1 KiB object to the keep-alive origin, no cache (reference)" "weir-nocache /1k -" ""
 } | tee "$RESULTS"
