@@ -6,6 +6,7 @@
 #     benches/load.sh                 # ROUNDS=3 by default, every row
 #     ROUNDS=1 benches/load.sh        # quick look
 #     ROWS=http benches/load.sh       # only the plain-HTTP table (the old run)
+#     ROWS=cache benches/load.sh      # cache hits and gzip vs nginx (benches/cache.sh)
 #
 # What it does (details in benches/README.md):
 #   - installs nginx, haproxy, wrk, curl, openssl, h2load (nghttp2-client) and
@@ -108,6 +109,12 @@ TICK=$(getconf CLK_TCK)
 log() { printf '[load.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 has_row() { [[ " $ROWS " == *" $1 "* ]]; }
+# ROWS=cache: cache hits and gzip against nginx, measured by benches/cache.sh.
+if has_row cache; then
+    ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS "$(dirname "${BASH_SOURCE[0]}")/cache.sh"
+    ROWS=$(echo " $ROWS " | sed 's/ cache / /g' | xargs)
+    [ -n "$ROWS" ] || exit 0
+fi
 for row in $ROWS; do
     case $row in http | policy | tls | h2) ;; *) die "unknown row '$row' in ROWS (http policy tls h2)" ;; esac
 done

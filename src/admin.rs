@@ -146,6 +146,17 @@ fn one() -> u32 {
     1
 }
 
+/// `DELETE /cache`: which entries to remove (SPEC §5).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeBody {
+    #[serde(default)]
+    host: String,
+    path: String,
+    #[serde(default)]
+    prefix: bool,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PatchBody {
@@ -393,6 +404,20 @@ impl AdminApi {
                 }
                 Err(ApiError(code, msg)) => error(code, msg),
             },
+            Endpoint::PurgeCache => {
+                let body = match Self::body(session).await {
+                    Ok(b) => b,
+                    Err(ApiError(code, msg)) => return error(code, msg),
+                };
+                match serde_json::from_slice::<PurgeBody>(&body) {
+                    Ok(p) if p.path.starts_with('/') => {
+                        let n = crate::cache::purge(&p.host, &p.path, p.prefix);
+                        respond(200, json!({ "purged": n }))
+                    }
+                    Ok(_) => error(400, "path must start with /"),
+                    Err(e) => error(400, format!("invalid body: {e}")),
+                }
+            }
             Endpoint::MethodNotAllowed => error(405, "method not allowed"),
             Endpoint::NotFound => error(404, "not found"),
         }
@@ -438,6 +463,8 @@ pub enum Endpoint {
         /// The backend's address.
         address: String,
     },
+    /// `DELETE /cache`.
+    PurgeCache,
     /// A known path with another method (405).
     MethodNotAllowed,
     /// Anything else (404).
@@ -456,6 +483,7 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
         ("GET", ["config"]) => Endpoint::Config,
         ("GET", ["metrics"]) => Endpoint::Metrics,
         ("POST", ["reload"]) => Endpoint::Reload,
+        ("DELETE", ["cache"]) => Endpoint::PurgeCache,
         ("POST", ["upstreams", name, "backends"]) => Endpoint::AddBackend {
             upstream: percent_decode(name),
         },
@@ -467,7 +495,10 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
             upstream: percent_decode(name),
             address: percent_decode(addr),
         },
-        (_, ["health" | "ready" | "status" | "events" | "config" | "metrics" | "reload"])
+        (
+            _,
+            ["health" | "ready" | "status" | "events" | "config" | "metrics" | "reload" | "cache"],
+        )
         | (_, ["upstreams", _, "backends", ..]) => Endpoint::MethodNotAllowed,
         _ => Endpoint::NotFound,
     }

@@ -252,3 +252,29 @@ pub fn backends(
         Err(error_text(code, &v))
     }
 }
+
+/// `weir cache purge URL [--prefix]`: `DELETE /cache` for the URL's host
+/// and path (a URL without a scheme is a path on any host).
+pub fn cache_purge(target: &Target, url: &str, prefix: bool) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    let (host, path) = match rest {
+        Some(r) => match r.find('/') {
+            Some(i) => (&r[..i], &r[i..]),
+            None => (r, "/"),
+        },
+        None => ("", url),
+    };
+    if !path.starts_with('/') {
+        return Err(format!("{url:?}: give http://HOST/PATH or /PATH"));
+    }
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let body = serde_json::json!({ "host": host, "path": path, "prefix": prefix });
+    let (code, v) = target.call("DELETE", "/cache", Some(&body))?;
+    if (200..300).contains(&code) {
+        Ok(format!("purged {}", v["purged"].as_u64().unwrap_or(0)))
+    } else {
+        Err(error_text(code, &v))
+    }
+}

@@ -81,11 +81,33 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Drop stored cache entries through the admin API.
+    Cache {
+        /// What to do.
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// Print a shell completion script to stdout (bash, zsh or fish).
     Completions {
         /// The shell.
         #[arg(value_enum)]
         shell: Shell,
+    },
+}
+
+/// `weir cache` actions.
+#[derive(Subcommand, Debug)]
+pub enum CacheAction {
+    /// Drop the entries of a URL (http://HOST/PATH, or /PATH for any host).
+    Purge {
+        /// The URL.
+        url: String,
+        /// Every path under it too (segment-aware, as path_prefix).
+        #[arg(long)]
+        prefix: bool,
+        /// How to reach the admin API.
+        #[command(flatten)]
+        admin: AdminArgs,
     },
 }
 

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod admin_client;
 pub mod admin_page;
 pub mod background;
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod compile;

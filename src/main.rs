@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use weir::admin_client::{self, Target};
-use weir::cli::{Cli, Command};
+use weir::cli::{CacheAction, Cli, Command};
 use weir::{commands, control, logging, server};
 
 #[cfg(feature = "mimalloc")]
@@ -43,6 +43,12 @@ fn main() {
             Target::resolve(&cli.config, admin.admin.as_deref(), admin.token.as_deref()).and_then(
                 |t| admin_client::backends(&t, action.as_str(), upstream, address, *weight),
             ),
+        ),
+        Some(Command::Cache {
+            action: CacheAction::Purge { url, prefix, admin },
+        }) => client(
+            Target::resolve(&cli.config, admin.admin.as_deref(), admin.token.as_deref())
+                .and_then(|t| admin_client::cache_purge(&t, url, *prefix)),
         ),
         Some(Command::Completions { shell }) => {
             weir::shell::completions(*shell, &mut std::io::stdout());

@@ -66,6 +66,10 @@ pub struct Route {
     pub retry_on: RetryOn,
     /// Metric handles.
     pub metrics: RouteMetrics,
+    /// Caching (SPEC §1.1), if the route has a `cache` block.
+    pub cache: Option<Arc<crate::cache::RouteCache>>,
+    /// Compression, if the route has a `compression` block.
+    pub compression: Option<Arc<crate::cache::compress::Compression>>,
 }
 
 /// Per-listener limits, by listener index.

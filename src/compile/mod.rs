@@ -5,6 +5,7 @@
 //! reload and an admin change all go through [`compile`], so they cannot
 //! disagree about what a file means.
 
+mod cache;
 mod process;
 mod route;
 mod upstream;
@@ -38,6 +39,7 @@ pub fn compile(cfg: &FileConfig, previous: Option<&Snapshot>) -> Result<Snapshot
     process::check_process(cfg, &mut issues);
     let listeners = process::listeners(cfg, &mut issues);
     let limits = process::limits(cfg, &mut issues);
+    let cache_tiers = cache::section(cfg, &mut issues);
     // Certificates are read from disk for a new file (or a first build);
     // admin and DNS rebuilds keep the running ones, so an expiring or
     // half-rotated certificate never blocks them.
@@ -78,6 +80,7 @@ pub fn compile(cfg: &FileConfig, previous: Option<&Snapshot>) -> Result<Snapshot
         groups: &groups,
         index: &index,
         previous,
+        cache_tiers,
     };
     let mut names = std::collections::HashSet::new();
     let mut routes = Vec::new();

@@ -32,6 +32,8 @@ pub(super) struct Context<'a> {
     pub index: &'a HashMap<&'a str, usize>,
     /// The snapshot being replaced, if any.
     pub previous: Option<&'a crate::snapshot::Snapshot>,
+    /// The cache's storage.
+    pub cache_tiers: super::cache::Tiers,
 }
 
 /// Compiles `routes[i]`; `None` (with issues) when it is invalid.
@@ -71,6 +73,7 @@ pub(super) fn compile(
         ));
     }
     let retry_on = r.retry_on.clone().unwrap_or_default();
+    let (cache, compression) = super::cache::blocks(r, &name, &ctx.cache_tiers, &base, issues);
     if issues.len() != before {
         return None;
     }
@@ -91,6 +94,8 @@ pub(super) fn compile(
             timeout: retry_on.contains(&RetryOn::Timeout),
             status_5xx: retry_on.contains(&RetryOn::Status5xx),
         },
+        cache,
+        compression,
     };
     Some((matcher, route))
 }

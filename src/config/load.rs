@@ -133,6 +133,7 @@ const TOP_KEYS: &[&str] = &[
     "upstreams",
     "watch",
     "tracing",
+    "cache",
 ];
 
 /// Parses config text; `env` looks up `${VAR}`s.
@@ -252,6 +253,7 @@ fn deserialize_sections(root: Value, issues: &mut Vec<Issue>) -> Option<FileConf
             "routes" => cfg.routes = de_list(value, &key, issues),
             "watch" => cfg.watch = de(value, &key, issues).unwrap_or_default(),
             "tracing" => cfg.tracing = de(value, &key, issues),
+            "cache" => cfg.cache = de(value, &key, issues),
             "upstreams" => match value {
                 Value::Mapping(m) => {
                     for (name, u) in m {

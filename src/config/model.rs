@@ -92,6 +92,9 @@ pub struct FileConfig {
     /// Upstream groups by name.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Storage of the routes that cache (SPEC §1.1). Default: none (a
+    /// route's `cache` then uses a 256MiB memory tier).
+    pub cache: Option<CacheSection>,
     /// Reload by itself when this file or a certificate / key / CA file it
     /// names changes, after 1 s of quiet (`crate::watch`). Default: false.
     #[serde(default)]
@@ -136,6 +139,7 @@ pub struct ServerSection {
     pub work_stealing: Option<bool>,
 }
 
+pub use super::model_cache::*;
 pub use super::model_listen::*;
 pub use super::model_ops::*;
 pub use super::model_policy::*;
@@ -183,6 +187,10 @@ pub struct RouteConfig {
     pub deny_ips: Option<Vec<String>>,
     /// Largest request body; 413 past it. Default: unlimited.
     pub max_body_size: Option<Size>,
+    /// Answers may be stored and served from the cache.
+    pub cache: Option<RouteCacheConfig>,
+    /// Answers are encoded for clients that accept it.
+    pub compression: Option<CompressionConfig>,
 }
 
 /// `routes[].match`.

@@ -7,6 +7,7 @@
 //! retries, and `fail_to_proxy` writes weir's own error answers.
 
 mod answers;
+mod caching;
 mod ctx;
 mod record;
 mod request;
@@ -25,6 +26,8 @@ use bytes::Bytes;
 use ctx::MAX_TRIES;
 pub use ctx::{Ctx, InFlight};
 use http::{header, HeaderValue};
+use pingora_cache::key::HashBinary;
+use pingora_cache::{CacheKey, CacheMeta, RespCacheable};
 use pingora_core::upstreams::peer::{HttpPeer, HttpUpstreamRequestPolicy};
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::ResponseHeader;
@@ -100,6 +103,12 @@ impl ProxyHttp for Proxy {
         Ctx::new(self.snapshot.load_full())
     }
 
+    fn init_downstream_modules(&self, modules: &mut pingora_core::modules::http::HttpModules) {
+        // Pingora's response compression, disabled until a route's
+        // `compression` arms it for one response.
+        modules.add_module(Box::new(crate::cache::encoder::EncoderBuilder));
+    }
+
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         crate::observe::account::request_started();
         ctx.counted = true;
@@ -154,6 +163,56 @@ impl ProxyHttp for Proxy {
                 Ok(true)
             }
         }
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        caching::enable(session, ctx);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut Ctx) -> Result<CacheKey> {
+        caching::key(session, ctx)
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<RespCacheable> {
+        Ok(caching::cacheable(session, resp, ctx))
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut Ctx,
+        req: &pingora_http::RequestHeader,
+    ) -> Option<HashBinary> {
+        caching::variance(meta, req)
+    }
+
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        meta: &CacheMeta,
+        handler: &mut pingora_cache::storage::HitHandler,
+        is_fresh: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<pingora_cache::ForcedFreshness>> {
+        if is_fresh {
+            caching::hit(session, meta, handler, ctx);
+        }
+        Ok(None)
+    }
+
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Ctx,
+        error: Option<&Error>,
+    ) -> bool {
+        crate::cache::serve_stale(error)
     }
 
     async fn request_body_filter(
@@ -333,6 +392,7 @@ impl ProxyHttp for Proxy {
         if let Some(c) = ctx.set_cookie.take() {
             resp.append_header(header::SET_COOKIE, c)?;
         }
+        caching::response(session, resp, ctx);
         finish_response_headers(resp, ctx);
         Ok(())
     }
