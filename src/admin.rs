@@ -326,6 +326,7 @@ impl AdminApi {
             ),
             Endpoint::Ready => self.readiness(),
             Endpoint::Status => respond(200, self.status()),
+            Endpoint::Certificates => respond(200, json!({ "certificates": certificates(&self.live.snapshot.load()) })),
             Endpoint::Events => respond(200, json!({ "events": crate::observe::events::recent() })),
             Endpoint::Config => respond(200, redacted_config(&self.live.snapshot.load().config)),
             Endpoint::Metrics => {
@@ -419,6 +420,8 @@ pub enum Endpoint {
     Metrics,
     /// `POST /reload`.
     Reload,
+    /// `GET /certificates`.
+    Certificates,
     /// `POST /upstreams/{upstream}/backends`.
     AddBackend {
         /// The upstream's name.
@@ -444,6 +447,25 @@ pub enum Endpoint {
     NotFound,
 }
 
+/// Every certificate the https listeners serve: file certificates from the
+/// running snapshot, then the ACME ones (`GET /certificates`, `weir certs`).
+pub fn certificates(snap: &crate::snapshot::Snapshot) -> Vec<crate::acme::status::Row> {
+    let mut rows: Vec<crate::acme::status::Row> = snap
+        .config
+        .listeners
+        .iter()
+        .zip(&snap.certs)
+        .filter_map(|(l, set)| Some((l, set.as_ref()?)))
+        .flat_map(|(l, set)| {
+            set.certs
+                .iter()
+                .map(|c| crate::acme::status::file_row(&l.name, &c.names, c.not_after))
+        })
+        .collect();
+    rows.extend(crate::acme::status::acme_rows().iter().cloned());
+    rows
+}
+
 /// The endpoint `method` and `path` (no query) name.
 #[doc(hidden)]
 pub fn endpoint(method: &str, path: &str) -> Endpoint {
@@ -456,6 +478,7 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
         ("GET", ["config"]) => Endpoint::Config,
         ("GET", ["metrics"]) => Endpoint::Metrics,
         ("POST", ["reload"]) => Endpoint::Reload,
+        ("GET", ["certificates"]) => Endpoint::Certificates,
         ("POST", ["upstreams", name, "backends"]) => Endpoint::AddBackend {
             upstream: percent_decode(name),
         },
@@ -467,7 +490,8 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
             upstream: percent_decode(name),
             address: percent_decode(addr),
         },
-        (_, ["health" | "ready" | "status" | "events" | "config" | "metrics" | "reload"])
+        (_, ["health" | "ready" | "status" | "events" | "config" | "metrics" | "reload"
+            | "certificates"])
         | (_, ["upstreams", _, "backends", ..]) => Endpoint::MethodNotAllowed,
         _ => Endpoint::NotFound,
     }

@@ -132,6 +132,7 @@ const TOP_KEYS: &[&str] = &[
     "routes",
     "upstreams",
     "watch",
+    "acme",
 ];
 
 /// Parses config text; `env` looks up `${VAR}`s.
@@ -250,6 +251,7 @@ fn deserialize_sections(root: Value, issues: &mut Vec<Issue>) -> Option<FileConf
             "listeners" => cfg.listeners = de_list(value, &key, issues),
             "routes" => cfg.routes = de_list(value, &key, issues),
             "watch" => cfg.watch = de(value, &key, issues).unwrap_or_default(),
+            "acme" => cfg.acme = de(value, &key, issues),
             "upstreams" => match value {
                 Value::Mapping(m) => {
                     for (name, u) in m {
