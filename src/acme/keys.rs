@@ -90,9 +90,13 @@ pub fn alpn_challenge(name: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, St
     params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
     let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
     let der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
-    let certified = CertifiedKey::from_der(vec![cert.der().clone()], der, &*provider()?)
+    // Not `from_der`: its key check parses the certificate with webpki,
+    // which refuses the critical acmeIdentifier extension.
+    let signer = provider()?
+        .key_provider
+        .load_private_key(der)
         .map_err(|e| e.to_string())?;
-    Ok(Arc::new(certified))
+    Ok(Arc::new(CertifiedKey::new(vec![cert.der().clone()], signer)))
 }
 
 #[cfg(test)]

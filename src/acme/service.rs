@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime};
 
 /// How often the service looks at the config and storage.
 const TICK: Duration = Duration::from_millis(500);
-/// The shortest time between two orders of one certificate.
+/// The first wait after a failed order (then doubled): never more than one
+/// attempt per certificate per minute.
 const MIN_GAP: Duration = Duration::from_secs(60);
 /// The longest wait after failures.
 const MAX_WAIT: Duration = Duration::from_secs(3600);
@@ -219,7 +220,7 @@ impl Worker {
         e.issued = Some(issued);
         e.failures = 0;
         e.last_error = None;
-        e.next_try = SystemTime::now() + MIN_GAP;
+        e.next_try = SystemTime::now();
     }
 
     fn failed(&mut self, i: usize, error: String) {
