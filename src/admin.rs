@@ -326,7 +326,10 @@ impl AdminApi {
             ),
             Endpoint::Ready => self.readiness(),
             Endpoint::Status => respond(200, self.status()),
-            Endpoint::Certificates => respond(200, json!({ "certificates": certificates(&self.live.snapshot.load()) })),
+            Endpoint::Certificates => respond(
+                200,
+                json!({ "certificates": certificates(&self.live.snapshot.load()) }),
+            ),
             Endpoint::Events => respond(200, json!({ "events": crate::observe::events::recent() })),
             Endpoint::Config => respond(200, redacted_config(&self.live.snapshot.load().config)),
             Endpoint::Metrics => {
@@ -490,8 +493,11 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
             upstream: percent_decode(name),
             address: percent_decode(addr),
         },
-        (_, ["health" | "ready" | "status" | "events" | "config" | "metrics" | "reload"
-            | "certificates"])
+        (
+            _,
+            ["health" | "ready" | "status" | "events" | "config" | "metrics" | "reload"
+            | "certificates"],
+        )
         | (_, ["upstreams", _, "backends", ..]) => Endpoint::MethodNotAllowed,
         _ => Endpoint::NotFound,
     }

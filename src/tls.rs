@@ -161,10 +161,7 @@ impl CertSet {
         }
         match self.certs.first() {
             Some(c) => Some(c.key.clone()),
-            None => self
-                .acme
-                .iter()
-                .find_map(|n| crate::acme::state::issued(n)),
+            None => self.acme.iter().find_map(|n| crate::acme::state::issued(n)),
         }
     }
 }
@@ -217,7 +214,10 @@ impl ResolvesServerCert for SniResolver {
                 .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
             if validation {
                 // Only for a name being validated; anything else is refused.
-                let name = hello.server_name()?.trim_end_matches('.').to_ascii_lowercase();
+                let name = hello
+                    .server_name()?
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase();
                 return crate::acme::state::alpn_cert(&name);
             }
         }

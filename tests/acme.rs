@@ -30,7 +30,14 @@ struct Setup {
 
 /// weir's config: an http and an https listener (`names` under tls.acme,
 /// plus `files` certificates), the acme section pointing at `p`.
-fn config(p: &Pebble, s: &Setup, challenge: &str, names: &str, files: &str, backend: SocketAddr) -> String {
+fn config(
+    p: &Pebble,
+    s: &Setup,
+    challenge: &str,
+    names: &str,
+    files: &str,
+    backend: SocketAddr,
+) -> String {
     format!(
         r#"
 server: {{ threads: 1, pid_file: "{{{{DIR}}}}/weir.pid", upgrade_sock: "{{{{DIR}}}}/up.sock" }}
@@ -116,7 +123,15 @@ fn orders(admin: SocketAddr, result: &str) -> u64 {
 fn curl_verified(name: &str, port: u16, root: &Path) -> String {
     let resolve = format!("{name}:{port}:127.0.0.1");
     let out = Command::new("curl")
-        .args(["-s", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args([
+            "-s",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
         .args(["--resolve", &resolve, "--cacert", root.to_str().unwrap()])
         .arg(format!("https://{name}:{port}/"))
         .stdin(Stdio::null())
@@ -126,8 +141,14 @@ fn curl_verified(name: &str, port: u16, root: &Path) -> String {
 }
 
 /// A TLS client trusting `root` (PEM), with optional ALPN protocols.
-fn tls_client(root: &Path, alpn: &[&[u8]]) -> (tokio::runtime::Runtime, pingora_rustls::TlsConnector) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+fn tls_client(
+    root: &Path,
+    alpn: &[&[u8]],
+) -> (tokio::runtime::Runtime, pingora_rustls::TlsConnector) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     pingora_rustls::install_default_crypto_provider();
     let mut roots = pingora_rustls::RootCertStore::empty();
     pingora_rustls::load_ca_file_into_store(root, &mut roots).unwrap();
@@ -139,15 +160,25 @@ fn tls_client(root: &Path, alpn: &[&[u8]]) -> (tokio::runtime::Runtime, pingora_
 }
 
 /// One verified handshake for `name`: the leaf certificate served.
-async fn handshake(tls: &pingora_rustls::TlsConnector, addr: SocketAddr, name: &str) -> Result<Vec<u8>, String> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+async fn handshake(
+    tls: &pingora_rustls::TlsConnector,
+    addr: SocketAddr,
+    name: &str,
+) -> Result<Vec<u8>, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
     let sn = pingora_rustls::ServerName::try_from(name.to_string()).unwrap();
     let s = tokio::time::timeout(Duration::from_secs(5), tls.connect(sn, tcp))
         .await
         .map_err(|_| "handshake timed out".to_string())?
         .map_err(|e| e.to_string())?;
     let (_, conn) = s.get_ref();
-    Ok(conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default())
+    Ok(conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec())
+        .unwrap_or_default())
 }
 
 #[test]
@@ -156,11 +187,19 @@ fn http01_obtains_a_certificate_that_verifies_against_the_ca_root() {
     let b = TestBackend::start("b");
     let dir = TestDir::create();
     let s = setup(&p, "http-01", &dir.path().join("acme"));
-    let w = WeirProcess::start(&config(&p, &s, "http-01", "a.test, b.test", "", b.addr()), s.https);
+    let w = WeirProcess::start(
+        &config(&p, &s, "http-01", "a.test, b.test", "", b.addr()),
+        s.https,
+    );
     let row = wait_cert(&w, s.admin, None, ORDER);
     let root = p.root();
     for name in ["a.test", "b.test"] {
-        assert_eq!(curl_verified(name, s.https.port(), &root), "200", "{name}\n{}", w.logs());
+        assert_eq!(
+            curl_verified(name, s.https.port(), &root),
+            "200",
+            "{name}\n{}",
+            w.logs()
+        );
     }
     assert_eq!(row["listener"], "websecure");
     assert_eq!(row["names"], serde_json::json!(["a.test", "b.test"]));
@@ -177,16 +216,25 @@ fn http01_obtains_a_certificate_that_verifies_against_the_ca_root() {
     let out = run_weir(&["certs", "--admin", &s.admin.to_string()]);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{table}");
-    assert!(table.contains("websecure") && table.contains("acme") && table.contains("a.test,b.test"), "{table}");
+    assert!(
+        table.contains("websecure") && table.contains("acme") && table.contains("a.test,b.test"),
+        "{table}"
+    );
     let json = run_weir(&["certs", "--admin", &s.admin.to_string(), "--json"]);
     let v: Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["certificates"][0]["source"], "acme");
     // Storage: account and certificate, 0600.
     use std::os::unix::fs::PermissionsExt;
     let files: Vec<_> = walk(&dir.path().join("acme"));
-    assert!(files.iter().any(|f| f.ends_with("account.json")), "{files:?}");
+    assert!(
+        files.iter().any(|f| f.ends_with("account.json")),
+        "{files:?}"
+    );
     assert!(files.iter().any(|f| f.ends_with("a.test.pem")), "{files:?}");
-    for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "pem" || e == "json")) {
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "pem" || e == "json"))
+    {
         let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", f.display());
     }
@@ -210,10 +258,18 @@ fn tls_alpn01_obtains_a_certificate_and_answers_acme_tls_only_while_validating()
     let b = TestBackend::start("b");
     let dir = TestDir::create();
     let s = setup(&p, "tls-alpn-01", &dir.path().join("acme"));
-    let w = WeirProcess::start(&config(&p, &s, "tls-alpn-01", "a.test", "", b.addr()), s.https);
+    let w = WeirProcess::start(
+        &config(&p, &s, "tls-alpn-01", "a.test", "", b.addr()),
+        s.https,
+    );
     wait_cert(&w, s.admin, None, ORDER);
     let root = p.root();
-    assert_eq!(curl_verified("a.test", s.https.port(), &root), "200", "{}", w.logs());
+    assert_eq!(
+        curl_verified("a.test", s.https.port(), &root),
+        "200",
+        "{}",
+        w.logs()
+    );
     // weir's http listener is not on Pebble's http-01 port: the name was
     // validated by tls-alpn-01 only.
     assert!(!p.log().contains("validate w/ HTTP"), "{}", p.log());
@@ -237,16 +293,37 @@ fn a_stored_certificate_is_served_with_the_ca_down_and_a_restart_reuses_the_acco
         let w = WeirProcess::start(&cfg, s.https);
         wait_cert(&w, s.admin, None, ORDER);
     }
-    let account = walk(&dir.path().join("acme")).into_iter().find(|f| f.ends_with("account.json")).unwrap();
+    let account = walk(&dir.path().join("acme"))
+        .into_iter()
+        .find(|f| f.ends_with("account.json"))
+        .unwrap();
     let before = std::fs::read(&account).unwrap();
     p.stop();
     let w = WeirProcess::start(&cfg, s.https);
     // Served from the first handshake, without the CA.
-    assert_eq!(curl_verified("a.test", s.https.port(), &root), "200", "{}", w.logs());
+    assert_eq!(
+        curl_verified("a.test", s.https.port(), &root),
+        "200",
+        "{}",
+        w.logs()
+    );
     assert!(acme_row(s.admin).is_some_and(|r| !r["not_after"].is_null()));
-    assert_eq!(orders(s.admin, "success") + orders(s.admin, "failure"), 0, "{}", w.logs());
-    assert!(!w.stderr().contains("ordering a certificate"), "{}", w.logs());
-    assert_eq!(std::fs::read(&account).unwrap(), before, "the account was kept");
+    assert_eq!(
+        orders(s.admin, "success") + orders(s.admin, "failure"),
+        0,
+        "{}",
+        w.logs()
+    );
+    assert!(
+        !w.stderr().contains("ordering a certificate"),
+        "{}",
+        w.logs()
+    );
+    assert_eq!(
+        std::fs::read(&account).unwrap(),
+        before,
+        "the account was kept"
+    );
 }
 
 #[test]
@@ -273,7 +350,9 @@ fn a_refusing_ca_is_an_error_in_certs_and_weir_serves_its_other_listeners_meanwh
     // The next attempt waits at least a minute.
     let next = row["next_renewal"].as_str().unwrap();
     let next = humantime::parse_rfc3339(next).unwrap();
-    let wait = next.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+    let wait = next
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
     assert!(wait > Duration::from_secs(45), "retry in {wait:?}");
     // No certificate and no file fallback: handshakes fail, logged once.
     let root = p.root();
@@ -281,7 +360,12 @@ fn a_refusing_ca_is_an_error_in_certs_and_weir_serves_its_other_listeners_meanwh
         assert_eq!(curl_verified("a.test", s.https.port(), &root), "000");
     }
     assert!(w.wait_for_log("no certificate for a.test yet", Duration::from_secs(5)));
-    assert_eq!(w.log_count("no certificate for a.test yet"), 1, "{}", w.logs());
+    assert_eq!(
+        w.log_count("no certificate for a.test yet"),
+        1,
+        "{}",
+        w.logs()
+    );
 }
 
 #[test]
@@ -291,7 +375,10 @@ fn renewal_under_a_handshake_loop_drops_no_handshake_and_serves_the_new_certific
     let b = TestBackend::start("b");
     let dir = TestDir::create();
     let s = setup(&p, "tls-alpn-01", &dir.path().join("acme"));
-    let w = WeirProcess::start(&config(&p, &s, "tls-alpn-01", "a.test", "", b.addr()), s.https);
+    let w = WeirProcess::start(
+        &config(&p, &s, "tls-alpn-01", "a.test", "", b.addr()),
+        s.https,
+    );
     let first = wait_cert(&w, s.admin, None, ORDER);
     let root = p.root();
     let (rt, tls) = tls_client(&root, &[b"http/1.1"]);
@@ -320,8 +407,18 @@ fn renewal_under_a_handshake_loop_drops_no_handshake_and_serves_the_new_certific
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(failed.is_empty(), "{} of {} handshakes failed: {:?}", failed.len(), ok + failed.len(), &failed[..failed.len().min(3)]);
-    assert!(leaves.len() >= 2, "no renewal within the loop ({ok} handshakes)\n{}", w.logs());
+    assert!(
+        failed.is_empty(),
+        "{} of {} handshakes failed: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(
+        leaves.len() >= 2,
+        "no renewal within the loop ({ok} handshakes)\n{}",
+        w.logs()
+    );
     assert!(ok > 100, "{ok} handshakes");
     let now = acme_row(s.admin).unwrap();
     assert_ne!(now["not_after"], first["not_after"]);
@@ -350,10 +447,21 @@ fn a_ca_that_goes_down_keeps_the_current_certificate_and_is_retried_with_growing
     assert_eq!(orders(s.admin, "failure"), 1);
     let out = run_weir(&["certs", "--admin", &s.admin.to_string()]);
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("Connect") || table.contains("connect"), "{table}");
-    assert!(w.wait_for_log("retrying in 1m", Duration::from_secs(1)), "{}", w.logs());
+    assert!(
+        table.contains("Connect") || table.contains("connect"),
+        "{table}"
+    );
+    assert!(
+        w.wait_for_log("retrying in 1m", Duration::from_secs(1)),
+        "{}",
+        w.logs()
+    );
     // The second attempt a minute later, then a two-minute wait.
-    assert!(w.wait_for_log("retrying in 2m", Duration::from_secs(75)), "{}", w.logs());
+    assert!(
+        w.wait_for_log("retrying in 2m", Duration::from_secs(75)),
+        "{}",
+        w.logs()
+    );
     assert_eq!(orders(s.admin, "failure"), 2);
 }
 
@@ -368,8 +476,16 @@ fn two_instances_sharing_storage_order_once_and_both_serve() {
     let s1 = setup(&p, "http-01", &storage);
     let mut s2 = setup(&p, "http-01", &storage);
     s2.http = free_addr();
-    let w1 = WeirProcess::spawn(&config(&p, &s1, "http-01", "a.test", "", b.addr()), &[], &[]);
-    let w2 = WeirProcess::spawn(&config(&p, &s2, "http-01", "a.test", "", b.addr()), &[], &[]);
+    let w1 = WeirProcess::spawn(
+        &config(&p, &s1, "http-01", "a.test", "", b.addr()),
+        &[],
+        &[],
+    );
+    let w2 = WeirProcess::spawn(
+        &config(&p, &s2, "http-01", "a.test", "", b.addr()),
+        &[],
+        &[],
+    );
     w1.wait_ready(s1.admin, START_TIMEOUT);
     w2.wait_ready(s2.admin, START_TIMEOUT);
     let c1 = wait_cert(&w1, s1.admin, None, ORDER);
@@ -394,7 +510,11 @@ fn a_reload_that_adds_a_name_orders_it_and_one_that_removes_it_stops_serving_it(
     assert_eq!(curl_verified("c.test", s.https.port(), &root), "000");
     w.write_config(&config(&p, &s, "http-01", "a.test, c.test", "", b.addr()));
     let out = run_weir(&["reload", "-c", w.config_path().to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let row = wait_cert(&w, s.admin, Some(&first["not_after"]), ORDER);
     assert_eq!(row["names"], serde_json::json!(["a.test", "c.test"]));
     assert_eq!(curl_verified("c.test", s.https.port(), &root), "200");
@@ -402,8 +522,16 @@ fn a_reload_that_adds_a_name_orders_it_and_one_that_removes_it_stops_serving_it(
     // it until its renewal, which is for the remaining names only).
     w.write_config(&config(&p, &s, "http-01", "a.test", "", b.addr()));
     let out = run_weir(&["reload", "-c", w.config_path().to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(w.wait_for_log("no longer renewing c.test", Duration::from_secs(5)), "{}", w.logs());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        w.wait_for_log("no longer renewing c.test", Duration::from_secs(5)),
+        "{}",
+        w.logs()
+    );
     let ok = poll_until(Duration::from_secs(5), || {
         acme_row(s.admin).is_some_and(|r| r["names"] == serde_json::json!(["a.test"]))
     });
@@ -426,7 +554,11 @@ routes:
 "#,
     );
     let out = run_weir(&["check", "-c", path.to_str().unwrap()]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("weir.yaml:5:"), "{text}");
     assert!(text.contains("needs the top-level acme section"), "{text}");
@@ -442,7 +574,11 @@ listeners:
 "#,
     );
     let out = run_weir(&["check", "-c", path.to_str().unwrap()]);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("bad.yaml:4:"), "challenge: {text}");
 }

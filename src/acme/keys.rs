@@ -96,7 +96,10 @@ pub fn alpn_challenge(name: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, St
         .key_provider
         .load_private_key(der)
         .map_err(|e| e.to_string())?;
-    Ok(Arc::new(CertifiedKey::new(vec![cert.der().clone()], signer)))
+    Ok(Arc::new(CertifiedKey::new(
+        vec![cert.der().clone()],
+        signer,
+    )))
 }
 
 #[cfg(test)]

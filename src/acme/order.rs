@@ -55,7 +55,9 @@ fn err(e: impl std::error::Error) -> String {
 
 fn builder(ca: &Ca) -> Result<instant_acme::AccountBuilder, String> {
     match &ca.ca {
-        Some(p) => Account::builder_with_root(p).map_err(|e| format!("acme.ca {}: {e}", p.display())),
+        Some(p) => {
+            Account::builder_with_root(p).map_err(|e| format!("acme.ca {}: {e}", p.display()))
+        }
         None => Account::builder().map_err(err),
     }
 }
@@ -65,8 +67,8 @@ fn builder(ca: &Ca) -> Result<instant_acme::AccountBuilder, String> {
 pub async fn account(ca: &Ca, storage: &Storage) -> Result<Account, String> {
     let path = storage.account_path();
     if let Some(bytes) = storage.read(&path).map_err(err)? {
-        let creds: AccountCredentials = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let creds: AccountCredentials =
+            serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
         return builder(ca)?.from_credentials(creds).await.map_err(err);
     }
     let contact = ca.email.as_ref().map(|e| format!("mailto:{e}"));
@@ -137,10 +139,7 @@ pub async fn order(
     names: &[String],
 ) -> Result<String, String> {
     let ids: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
-    let mut order = account
-        .new_order(&NewOrder::new(&ids))
-        .await
-        .map_err(err)?;
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.map_err(err)?;
     let mut published = Published {
         storage: storage.clone(),
         tokens: Vec::new(),

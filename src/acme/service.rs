@@ -272,7 +272,9 @@ fn unix(t: SystemTime) -> i64 {
 }
 
 fn modified(path: &std::path::Path) -> Option<SystemTime> {
-    std::fs::symlink_metadata(path).and_then(|m| m.modified()).ok()
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
 }
 
 /// Serves what storage holds for `e` when the file changed since it was

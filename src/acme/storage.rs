@@ -137,8 +137,7 @@ pub struct LockGuard {
 pub fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 256
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 

@@ -32,7 +32,10 @@ pub(super) fn check(cfg: &FileConfig, issues: &mut Vec<Issue>) {
         }
         let names = crate::acme::plan::normalize(&tls.acme);
         for n in &names {
-            if let Some((other, _)) = seen.iter().find(|(_, list)| list != &names && list.contains(n)) {
+            if let Some((other, _)) = seen
+                .iter()
+                .find(|(_, list)| list != &names && list.contains(n))
+            {
                 issues.push(Issue::new(
                     &path,
                     format!("{n} is also in another name list ({other}): list the same names on both listeners, or keep a name in one list"),
@@ -108,7 +111,9 @@ fn check_name(name: &str) -> Result<(), String> {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     if ok {
         Ok(())

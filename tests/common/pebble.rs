@@ -41,7 +41,10 @@ impl Pebble {
     /// Starts Pebble issuing certificates valid for `validity` seconds,
     /// with extra environment variables (e.g. `PEBBLE_VA_ALWAYS_VALID`).
     pub fn start(validity: u64, env: &[(&str, &str)]) -> Pebble {
-        assert!(installed(), "pebble is not installed (apt-get install -y pebble)");
+        assert!(
+            installed(),
+            "pebble is not installed (apt-get install -y pebble)"
+        );
         let dir = TestDir::create();
         let ca = certs::ca();
         let (cert, key) = certs::leaf(dir.path(), "pebble", &ca, &["localhost", "127.0.0.1"], None);
@@ -67,7 +70,10 @@ impl Pebble {
             listen,
             management,
             dns_port,
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             validity,
             pebble: None,
             dns: None,
@@ -82,8 +88,24 @@ impl Pebble {
         let dns = format!("127.0.0.1:{}", self.dns_port);
         let mgmt = format!("127.0.0.1:{}", free_port());
         let child = Command::new("pebble-challtestsrv")
-            .args(["-dns01", &dns, "-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-management", &mgmt, "-defaultIPv6", "", "-defaultIPv4", "127.0.0.1"])
+            .args([
+                "-dns01",
+                &dns,
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+            ])
+            .args([
+                "-management",
+                &mgmt,
+                "-defaultIPv6",
+                "",
+                "-defaultIPv4",
+                "127.0.0.1",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -91,7 +113,10 @@ impl Pebble {
             .expect("pebble-challtestsrv runs");
         self.dns = Some(child);
         let mgmt: SocketAddr = mgmt.parse().unwrap();
-        assert!(poll_until(Duration::from_secs(10), || port_open(mgmt)), "challtestsrv did not start");
+        assert!(
+            poll_until(Duration::from_secs(10), || port_open(mgmt)),
+            "challtestsrv did not start"
+        );
     }
 
     /// (Re)starts Pebble itself (a new CA: new root, no accounts).
@@ -144,7 +169,10 @@ impl Pebble {
             .output()
             .expect("curl runs");
         let pem = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(pem.contains("BEGIN CERTIFICATE"), "no root from pebble: {pem}");
+        assert!(
+            pem.contains("BEGIN CERTIFICATE"),
+            "no root from pebble: {pem}"
+        );
         let path = self.dir.path().join("root.pem");
         std::fs::write(&path, pem).unwrap();
         path
