@@ -8,7 +8,7 @@ mod common;
 use common::WEIR_BIN;
 use std::process::Command;
 
-const SUBCOMMANDS: [&str; 8] = [
+const SUBCOMMANDS: [&str; 9] = [
     "check",
     "explain",
     "reload",
@@ -16,6 +16,7 @@ const SUBCOMMANDS: [&str; 8] = [
     "stop",
     "status",
     "backends",
+    "certs",
     "completions",
 ];
 
