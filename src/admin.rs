@@ -82,6 +82,9 @@ pub fn redacted_config(cfg: &FileConfig) -> Value {
     if let Some(t) = v.pointer_mut("/admin/token") {
         hide(t);
     }
+    if let Some(k) = v.pointer_mut("/acme/external_account/hmac_key") {
+        hide(k);
+    }
     if let Some(Value::Object(ups)) = v.get_mut("upstreams") {
         for u in ups.values_mut() {
             if let Some(s) = u.pointer_mut("/sticky/secret") {

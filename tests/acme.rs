@@ -187,8 +187,13 @@ fn http01_obtains_a_certificate_that_verifies_against_the_ca_root() {
     let b = TestBackend::start("b");
     let dir = TestDir::create();
     let s = setup(&p, "http-01", &dir.path().join("acme"));
+    // A file certificate beside the ACME names: SNI picks among all.
+    let file_ca = ca();
+    let (c, k) = leaf(dir.path(), "files", &file_ca, &["files.test"], None);
+    let ca_file = write_ca(dir.path(), &file_ca);
+    let files = format!("{{ cert: \"{}\", key: \"{}\" }}", c.display(), k.display());
     let w = WeirProcess::start(
-        &config(&p, &s, "http-01", "a.test, b.test", "", b.addr()),
+        &config(&p, &s, "http-01", "a.test, b.test", &files, b.addr()),
         s.https,
     );
     let row = wait_cert(&w, s.admin, None, ORDER);
@@ -201,6 +206,14 @@ fn http01_obtains_a_certificate_that_verifies_against_the_ca_root() {
             w.logs()
         );
     }
+    assert_eq!(curl_verified("files.test", s.https.port(), &ca_file), "200");
+    let file_row = rows(s.admin)
+        .into_iter()
+        .find(|r| r["source"] == "file")
+        .unwrap();
+    assert_eq!(file_row["names"], serde_json::json!(["files.test"]));
+    assert_eq!(file_row["listener"], "websecure");
+    assert!(file_row["days_left"].as_i64().is_some_and(|d| d > 300));
     assert_eq!(row["listener"], "websecure");
     assert_eq!(row["names"], serde_json::json!(["a.test", "b.test"]));
     assert!(row["days_left"].as_i64().is_some() && !row["next_renewal"].is_null());
@@ -222,7 +235,13 @@ fn http01_obtains_a_certificate_that_verifies_against_the_ca_root() {
     );
     let json = run_weir(&["certs", "--admin", &s.admin.to_string(), "--json"]);
     let v: Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(v["certificates"][0]["source"], "acme");
+    let sources: Vec<&Value> = v["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["source"])
+        .collect();
+    assert_eq!(sources, ["file", "acme"]);
     // Storage: account and certificate, 0600.
     use std::os::unix::fs::PermissionsExt;
     let files: Vec<_> = walk(&dir.path().join("acme"));
@@ -363,6 +382,56 @@ fn a_refusing_ca_is_an_error_in_certs_and_weir_serves_its_other_listeners_meanwh
     assert_eq!(
         w.log_count("no certificate for a.test yet"),
         1,
+        "{}",
+        w.logs()
+    );
+}
+
+/// The DNS names of the certificate served for SNI `name`.
+fn served_names(addr: SocketAddr, name: &str) -> String {
+    let s = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            name,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let mut x = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    x.stdin.take().unwrap().write_all(&s.stdout).unwrap();
+    String::from_utf8_lossy(&x.wait_with_output().unwrap().stdout).into_owned()
+}
+
+#[test]
+fn until_its_certificate_exists_a_name_gets_the_listeners_first_file_certificate() {
+    let mut p = Pebble::start(3600, &[]);
+    p.stop(); // the CA is down from the start
+    let b = TestBackend::start("b");
+    let dir = TestDir::create();
+    let s = setup(&p, "http-01", &dir.path().join("acme"));
+    let file_ca = ca();
+    let (c, k) = leaf(dir.path(), "files", &file_ca, &["files.test"], None);
+    let files = format!("{{ cert: \"{}\", key: \"{}\" }}", c.display(), k.display());
+    let w = WeirProcess::start(
+        &config(&p, &s, "http-01", "a.test", &files, b.addr()),
+        s.https,
+    );
+    let names = served_names(s.https, "a.test");
+    assert!(names.contains("files.test"), "{names}");
+    assert!(
+        w.wait_for_log(
+            "serving the listener's first certificate",
+            Duration::from_secs(5)
+        ),
         "{}",
         w.logs()
     );

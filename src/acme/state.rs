@@ -78,3 +78,22 @@ pub fn set_alpn_cert(name: &str, key: Option<Arc<CertifiedKey>>) {
         m
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_pending_tokens_under_the_challenge_path_are_answered() {
+        let mut t = HashMap::new();
+        t.insert("tok-1".to_string(), Arc::from("tok-1.thumb"));
+        set_tokens(t);
+        let answer = http01_answer("/.well-known/acme-challenge/tok-1");
+        assert_eq!(answer.as_deref(), Some("tok-1.thumb"));
+        assert!(http01_answer("/.well-known/acme-challenge/other").is_none());
+        assert!(http01_answer("/tok-1").is_none());
+        assert!(http01_answer("/.well-known/acme-challenge/tok-1/x").is_none());
+        set_tokens(HashMap::new());
+        assert!(http01_answer("/.well-known/acme-challenge/tok-1").is_none());
+    }
+}
