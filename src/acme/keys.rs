@@ -19,6 +19,9 @@ pub struct Issued {
     pub not_before: i64,
     /// Unix time of `notAfter`.
     pub not_after: i64,
+    /// What ACME renewal information (ARI) calls it: the authority key
+    /// identifier and the DER serial (none without an AKI).
+    pub ari_id: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 fn provider() -> Result<Arc<CryptoProvider>, String> {
@@ -57,6 +60,15 @@ pub fn parse_bundle(pem: &[u8]) -> Result<Issued, String> {
     let names = san_names(&x509);
     let not_before = x509.validity().not_before.timestamp();
     let not_after = x509.validity().not_after.timestamp();
+    let ari_id = x509
+        .iter_extensions()
+        .find_map(|ext| match ext.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) => aki
+                .key_identifier
+                .as_ref()
+                .map(|id| (id.0.to_vec(), x509.tbs_certificate.raw_serial().to_vec())),
+            _ => None,
+        });
     let certified = CertifiedKey::from_der(chain, key, &*provider()?)
         .map_err(|e| format!("the key does not fit the certificate: {e}"))?;
     Ok(Issued {
@@ -64,6 +76,7 @@ pub fn parse_bundle(pem: &[u8]) -> Result<Issued, String> {
         names,
         not_before,
         not_after,
+        ari_id,
     })
 }
 

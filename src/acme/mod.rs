@@ -6,6 +6,7 @@
 //! certificates by the resolver. Start-up only reads what `storage` holds
 //! ([`load_stored`]) and never waits for the CA.
 
+pub mod ari;
 pub mod keys;
 pub mod order;
 pub mod plan;

@@ -67,6 +67,7 @@ struct Entry {
     next_try: SystemTime,
     failures: u32,
     last_error: Option<String>,
+    ari: super::ari::Window,
 }
 
 #[derive(Default)]
@@ -127,6 +128,7 @@ impl Worker {
                     next_try: SystemTime::UNIX_EPOCH,
                     failures: 0,
                     last_error: None,
+                    ari: Default::default(),
                 }),
             }
         }
@@ -134,6 +136,7 @@ impl Worker {
 
     async fn tend(&mut self, i: usize, plan: &Plan, storage: &Storage) {
         pick_up(&mut self.entries[i], storage);
+        self.ask_ari(i, plan, storage).await;
         if !self.due(i, plan) {
             return;
         }
@@ -170,10 +173,49 @@ impl Worker {
     /// Whether entry `i` needs an order now.
     fn due(&self, i: usize, plan: &Plan) -> bool {
         let e = &self.entries[i];
-        let renew = e.issued.as_ref().is_none_or(|c| {
-            now_unix() >= plan::renew_at(c.not_before, c.not_after, plan.renew_before)
-        });
+        let renew = e
+            .issued
+            .as_ref()
+            .is_none_or(|c| now_unix() >= renew_time(e, c, plan));
         renew && SystemTime::now() >= e.next_try
+    }
+
+    /// Asks the CA's renewal information for entry `i`'s certificate when
+    /// it is time to (only with a stored account: it never creates one).
+    async fn ask_ari(&mut self, i: usize, plan: &Plan, storage: &Storage) {
+        let e = &self.entries[i];
+        let Some(cert) = e.issued.clone() else { return };
+        if !e.ari.wants_query() {
+            return;
+        }
+        let account = match &self.account {
+            Some((ca, a)) if *ca == plan.ca => a.clone(),
+            _ if storage.account_path().exists() => match tokio::time::timeout(
+                Duration::from_secs(30),
+                order::account(&plan.ca, storage),
+            )
+            .await
+            {
+                Ok(Ok(a)) => {
+                    self.account = Some((plan.ca.clone(), a.clone()));
+                    a
+                }
+                _ => {
+                    let later = SystemTime::now() + Duration::from_secs(3600);
+                    self.entries[i].ari.next_query = Some(later);
+                    return;
+                }
+            },
+            _ => return,
+        };
+        let e = &mut self.entries[i];
+        let work = e.ari.query(&account, &cert);
+        if tokio::time::timeout(Duration::from_secs(30), work)
+            .await
+            .is_err()
+        {
+            e.ari.next_query = Some(SystemTime::now() + Duration::from_secs(3600));
+        }
     }
 
     async fn attempt(
@@ -218,6 +260,7 @@ impl Worker {
         crate::observe::events::record("acme", None, None, message);
         super::count_order(Some(true));
         e.issued = Some(issued);
+        e.ari = Default::default();
         e.failures = 0;
         e.last_error = None;
         e.next_try = SystemTime::now();
@@ -245,9 +288,7 @@ impl Worker {
         let mut rows = Vec::new();
         for e in &self.entries {
             let next = match &e.issued {
-                Some(c) if e.last_error.is_none() => {
-                    plan::renew_at(c.not_before, c.not_after, plan.renew_before)
-                }
+                Some(c) if e.last_error.is_none() => renew_time(e, c, plan),
                 _ => unix(e.next_try).max(now_unix()),
             };
             for l in &e.wanted.listeners {
@@ -264,6 +305,13 @@ impl Worker {
         }
         rows
     }
+}
+
+/// When `c` is due: `renew_before` ahead of expiry, or earlier when the
+/// CA's renewal information says so.
+fn renew_time(e: &Entry, c: &Issued, plan: &Plan) -> i64 {
+    let by_config = plan::renew_at(c.not_before, c.not_after, plan.renew_before);
+    e.ari.renew_at.map_or(by_config, |t| t.min(by_config))
 }
 
 fn unix(t: SystemTime) -> i64 {
@@ -294,6 +342,7 @@ fn pick_up(e: &mut Entry, storage: &Storage) {
         if newer {
             state::publish(&e.wanted.names, issued.key.clone());
             e.issued = Some(issued);
+            e.ari = Default::default();
             e.last_error = None;
             e.failures = 0;
         }
