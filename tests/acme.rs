@@ -651,3 +651,74 @@ listeners:
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("bad.yaml:4:"), "challenge: {text}");
 }
+
+#[test]
+fn a_daemonized_weir_orders_and_an_upgrade_reuses_the_stored_certificate_and_account() {
+    let p = Pebble::start(3600, &[]);
+    let b = TestBackend::start("b");
+    let dir = TestDir::create();
+    let s = setup(&p, "http-01", &dir.path().join("acme"));
+    let text = dir
+        .expand(&config(&p, &s, "http-01", "a.test", "", b.addr()))
+        .replace(
+            "upgrade_sock:",
+            &format!(
+                "error_log: \"{}/error.log\", upgrade_sock:",
+                dir.path().display()
+            ),
+        );
+    let cfg = dir.write("weir.yaml", &text);
+    let mut daemons = Daemons::new(dir.path().join("weir.pid"));
+    let out = run_weir(&["-c", cfg.to_str().unwrap(), "-d"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wait_port(s.admin, Duration::from_secs(10)));
+    assert!(poll_until(Duration::from_secs(5), || read_pid(
+        &daemons.pid_file
+    ) > 0));
+    let old = daemons.remember();
+    // The background service runs in the daemon (it was not a thread
+    // started before the fork).
+    let log = || std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+    let ok = poll_until(ORDER, || {
+        acme_row(s.admin).is_some_and(|r| !r["not_after"].is_null())
+    });
+    assert!(ok, "{}", log());
+    let first = acme_row(s.admin).unwrap();
+    let root = p.root();
+    assert_eq!(curl_verified("a.test", s.https.port(), &root), "200");
+    let account = walk(&dir.path().join("acme"))
+        .into_iter()
+        .find(|f| f.ends_with("account.json"))
+        .unwrap();
+    let account_before = std::fs::read(&account).unwrap();
+    let out = run_weir(&["upgrade", "-c", cfg.to_str().unwrap()]);
+    let new = daemons.remember();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        log()
+    );
+    assert_ne!(new, old);
+    assert!(
+        poll_until(Duration::from_secs(20), || !alive(old)),
+        "{}",
+        log()
+    );
+    assert!(wait_port(s.admin, Duration::from_secs(10)));
+    // The new process serves the stored certificate and ordered nothing.
+    assert_eq!(curl_verified("a.test", s.https.port(), &root), "200");
+    assert_eq!(acme_row(s.admin).unwrap()["not_after"], first["not_after"]);
+    assert_eq!(
+        orders(s.admin, "success") + orders(s.admin, "failure"),
+        0,
+        "{}",
+        log()
+    );
+    assert_eq!(std::fs::read(&account).unwrap(), account_before);
+    assert_eq!(p.finalized_orders(), 1);
+}
