@@ -722,3 +722,34 @@ fn a_daemonized_weir_orders_and_an_upgrade_reuses_the_stored_certificate_and_acc
     assert_eq!(std::fs::read(&account).unwrap(), account_before);
     assert_eq!(p.finalized_orders(), 1);
 }
+
+#[test]
+fn a_reload_to_another_ca_obtains_the_certificates_there() {
+    // Staging → production, played by two Pebbles (two directories).
+    let staging = Pebble::start(3600, &[]);
+    let b = TestBackend::start("b");
+    let dir = TestDir::create();
+    let s = setup(&staging, "http-01", &dir.path().join("acme"));
+    // Both CAs validate on weir's one http port.
+    let ports = Some((staging.http_port, staging.tls_port));
+    let production = Pebble::start_with_ports(3600, &[], ports);
+    let cfg = |p: &Pebble| config(p, &s, "http-01", "a.test", "", b.addr());
+    let w = WeirProcess::start(&cfg(&staging), s.https);
+    wait_cert(&w, s.admin, None, ORDER);
+    let production_root = production.root();
+    assert_eq!(
+        curl_verified("a.test", s.https.port(), &production_root),
+        "000"
+    );
+    w.write_config(&cfg(&production));
+    let out = run_weir(&["reload", "-c", w.config_path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ok = poll_until(ORDER, || {
+        curl_verified("a.test", s.https.port(), &production_root) == "200"
+    });
+    assert!(ok, "{}\n{}", w.logs(), production.log());
+}

@@ -74,6 +74,8 @@ struct Entry {
 struct Worker {
     entries: Vec<Entry>,
     account: Option<(order::Ca, instant_acme::Account)>,
+    /// The CA directory and storage of the last pass.
+    source: Option<(String, std::path::PathBuf)>,
 }
 
 impl Worker {
@@ -84,6 +86,7 @@ impl Worker {
             return;
         };
         self.sync(&plan.wanted);
+        self.follow_source(&plan);
         match Storage::open(&plan.storage, &plan.ca.directory) {
             Ok(storage) => {
                 super::refresh_tokens(&storage);
@@ -99,6 +102,25 @@ impl Worker {
             }
         }
         status::publish(self.rows(&plan));
+    }
+
+    /// A reload that names another CA (staging → production) or storage:
+    /// every certificate is obtained anew there; the ones in service stay
+    /// until their successors are in place.
+    fn follow_source(&mut self, plan: &Plan) {
+        let source = (plan.ca.directory.clone(), plan.storage.clone());
+        if self.source.as_ref().is_some_and(|s| *s != source) {
+            log::info!("acme: now using {}", plan.ca.directory);
+            for e in &mut self.entries {
+                e.issued = None;
+                e.seen = None;
+                e.next_try = SystemTime::UNIX_EPOCH;
+                e.failures = 0;
+                e.last_error = None;
+                e.ari = Default::default();
+            }
+        }
+        self.source = Some(source);
     }
 
     /// Keeps one entry per wanted certificate; names no longer wanted

@@ -41,6 +41,16 @@ impl Pebble {
     /// Starts Pebble issuing certificates valid for `validity` seconds,
     /// with extra environment variables (e.g. `PEBBLE_VA_ALWAYS_VALID`).
     pub fn start(validity: u64, env: &[(&str, &str)]) -> Pebble {
+        Pebble::start_with_ports(validity, env, None)
+    }
+
+    /// Like [`Pebble::start`], validating on the given http and tls ports
+    /// (another Pebble's, for a second CA in front of the same weir).
+    pub fn start_with_ports(
+        validity: u64,
+        env: &[(&str, &str)],
+        ports: Option<(u16, u16)>,
+    ) -> Pebble {
         assert!(
             installed(),
             "pebble is not installed (apt-get install -y pebble)"
@@ -51,7 +61,8 @@ impl Pebble {
         let ca_file = certs::write_ca(dir.path(), &ca);
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let management: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let (http_port, tls_port, dns_port) = (free_port(), free_port(), free_port());
+        let (http_port, tls_port) = ports.unwrap_or_else(|| (free_port(), free_port()));
+        let dns_port = free_port();
         let config = serde_json::json!({ "pebble": {
             "listenAddress": listen.to_string(),
             "managementListenAddress": management.to_string(),
