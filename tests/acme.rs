@@ -220,6 +220,22 @@ fn http01_obtains_a_certificate_that_verifies_against_the_ca_root() {
     assert!(row["last_error"].is_null());
     assert_eq!(orders(s.admin, "success"), 1);
     assert_eq!(orders(s.admin, "failure"), 0);
+    // The status page lists it beside the file certificate.
+    let status = get_host(s.admin, &s.admin.to_string(), "/status");
+    let status: Value = serde_json::from_str(&status.body).unwrap();
+    let page_names: Vec<&Value> = status["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["names"])
+        .collect();
+    assert_eq!(
+        page_names,
+        [
+            &serde_json::json!(["files.test"]),
+            &serde_json::json!(["a.test", "b.test"])
+        ]
+    );
     // Only pending tokens are answered: anything else under the challenge
     // path is routed as usual (the backend answers).
     let r = get(s.http, "/.well-known/acme-challenge/not-a-pending-token");
