@@ -220,6 +220,10 @@ fn http01_obtains_a_certificate_that_verifies_against_the_ca_root() {
     assert!(row["last_error"].is_null());
     assert_eq!(orders(s.admin, "success"), 1);
     assert_eq!(orders(s.admin, "failure"), 0);
+    let metrics = get_host(s.admin, &s.admin.to_string(), "/metrics").body;
+    let gauge =
+        "weir_tls_certificate_expiry_timestamp_seconds{listener=\"websecure\",name=\"a.test\"}";
+    assert!(metrics.contains(gauge), "{metrics}");
     // The status page lists it beside the file certificate.
     let status = get_host(s.admin, &s.admin.to_string(), "/status");
     let status: Value = serde_json::from_str(&status.body).unwrap();

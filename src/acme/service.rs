@@ -73,6 +73,8 @@ struct Entry {
 #[derive(Default)]
 struct Worker {
     entries: Vec<Entry>,
+    /// (listener, name) of the expiry gauges set last pass.
+    gauges: Vec<(String, String)>,
     account: Option<(order::Ca, instant_acme::Account)>,
     /// The CA directory and storage of the last pass.
     source: Option<(String, std::path::PathBuf)>,
@@ -83,6 +85,7 @@ impl Worker {
         let Some(plan) = plan::plan(cfg) else {
             self.sync(&[]);
             status::publish(Vec::new());
+            self.set_gauges();
             return;
         };
         self.sync(&plan.wanted);
@@ -102,6 +105,25 @@ impl Worker {
             }
         }
         status::publish(self.rows(&plan));
+        self.set_gauges();
+    }
+
+    /// `weir_tls_certificate_expiry_timestamp_seconds` for the ACME
+    /// certificates (set every pass: a reload resets the gauge).
+    fn set_gauges(&mut self) {
+        let mut now = Vec::new();
+        for e in &self.entries {
+            let Some(c) = &e.issued else { continue };
+            for l in &e.wanted.listeners {
+                let key = (l.clone(), e.wanted.names[0].clone());
+                crate::metrics::tls_expiry_one(&key.0, &key.1, Some(c.not_after));
+                now.push(key);
+            }
+        }
+        for (l, n) in self.gauges.iter().filter(|k| !now.contains(k)) {
+            crate::metrics::tls_expiry_one(l, n, None);
+        }
+        self.gauges = now;
     }
 
     /// A reload that names another CA (staging → production) or storage:
