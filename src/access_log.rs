@@ -87,6 +87,9 @@ pub struct Entry<'a> {
     pub referer: &'a str,
     /// HTTP version text for combined (`HTTP/1.1`).
     pub version: &'a str,
+    /// Trace id (32 hex digits) when tracing is on (`json` key `trace_id`;
+    /// left out when empty).
+    pub trace_id: &'a str,
     /// The tcp listener that accepted the connection (`json` key `listener`,
     /// only on tcp lines; http lines leave it out).
     pub listener: Option<&'a str>,
@@ -175,6 +178,10 @@ pub fn format_json(e: &Entry<'_>, log_query: bool, now: SystemTime) -> String {
     json_str(&mut out, e.request_id);
     out.push_str(",\"user_agent\":");
     json_str(&mut out, e.user_agent);
+    if !e.trace_id.is_empty() {
+        out.push_str(",\"trace_id\":");
+        json_str(&mut out, e.trace_id);
+    }
     if let Some(l) = e.listener {
         out.push_str(",\"listener\":");
         json_str(&mut out, l);

@@ -39,6 +39,7 @@ pub mod shutdown;
 pub mod snapshot;
 pub mod tcp;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 pub mod values;
 pub mod watch;

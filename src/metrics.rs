@@ -40,6 +40,7 @@ pub struct Metrics {
     effective_weight: prometheus::GaugeVec,
     budget_exhausted: IntCounterVec,
     log_dropped: IntCounter,
+    spans_dropped: IntCounter,
     tls_expiry: IntGaugeVec,
     reloads: IntCounterVec,
     last_reload: Gauge,
@@ -118,6 +119,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "Access log lines dropped because the writer fell behind",
     )?;
     registry.register(Box::new(log_dropped.clone()))?;
+    let spans_dropped = IntCounter::new(
+        "weir_tracing_spans_dropped_total",
+        "Trace spans dropped: the export queue was full or the collector did not take them",
+    )?;
+    registry.register(Box::new(spans_dropped.clone()))?;
     let tls_expiry = IntGaugeVec::new(
         Opts::new(
             "weir_tls_certificate_expiry_timestamp_seconds",
@@ -230,6 +236,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         effective_weight,
         budget_exhausted,
         log_dropped,
+        spans_dropped,
         tls_expiry,
         reloads,
         last_reload,
@@ -401,6 +408,13 @@ pub fn tcp_connections(listener: &str) -> Option<(prometheus::IntGauge, IntCount
 /// The `weir_connections_active` gauge of an http or https listener.
 pub fn connections_active(listener: &str) -> Option<prometheus::IntGauge> {
     get().map(|m| m.connections_active.with_label_values(&[listener]))
+}
+
+/// Counts `n` trace spans dropped (queue full, or not delivered).
+pub fn tracing_spans_dropped(n: u64) {
+    if let Some(m) = get() {
+        m.spans_dropped.inc_by(n);
+    }
 }
 
 /// Counts an access log line dropped because the writer fell behind.

@@ -296,6 +296,11 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
         "acme",
         crate::acme::AcmeService::new(Box::new(move || source.file_config())),
     ));
+    // Always running (it idles without `tracing`), so a reload may turn it on.
+    server.add_service(background_service(
+        "trace export",
+        crate::trace::export::TraceExporter::new(live.snapshot.clone()),
+    ));
     let watcher = DrainWatcher {
         phases: Mutex::new(Some(server.watch_execution_phase())),
         draining: draining.clone(),

@@ -30,6 +30,9 @@ pub(super) fn check_process(cfg: &FileConfig, issues: &mut Vec<Issue>) {
     if let Some(a) = &cfg.admin {
         check_admin(a, cfg, issues);
     }
+    if let Some(t) = &cfg.tracing {
+        check_tracing(t, issues);
+    }
     if let Some(al) = cfg.log.access_log.as_ref() {
         if al.path.trim().is_empty() {
             issues.push(Issue::new(
@@ -37,6 +40,28 @@ pub(super) fn check_process(cfg: &FileConfig, issues: &mut Vec<Issue>) {
                 "write stdout, off or a file path",
             ));
         }
+    }
+}
+
+/// `tracing`: an `http://host:port` collector and a ratio in 0..=1.
+fn check_tracing(t: &TracingSection, issues: &mut Vec<Issue>) {
+    if crate::trace::export::traces_endpoint(&t.otlp).is_none() {
+        issues.push(Issue::new(
+            "tracing.otlp",
+            format!(
+                "{:?} is not an OTLP/HTTP collector URL; write http://host:port (spans go to /v1/traces)",
+                t.otlp
+            ),
+        ));
+    }
+    if !(0.0..=1.0).contains(&t.sample_ratio) {
+        issues.push(Issue::new(
+            "tracing.sample_ratio",
+            format!("{} is not between 0 and 1", t.sample_ratio),
+        ));
+    }
+    if t.service_name.trim().is_empty() {
+        issues.push(Issue::new("tracing.service_name", "must not be empty"));
     }
 }
 

@@ -133,6 +133,7 @@ const TOP_KEYS: &[&str] = &[
     "upstreams",
     "watch",
     "acme",
+    "tracing",
 ];
 
 /// Parses config text; `env` looks up `${VAR}`s.
@@ -252,6 +253,7 @@ fn deserialize_sections(root: Value, issues: &mut Vec<Issue>) -> Option<FileConf
             "routes" => cfg.routes = de_list(value, &key, issues),
             "watch" => cfg.watch = de(value, &key, issues).unwrap_or_default(),
             "acme" => cfg.acme = de(value, &key, issues),
+            "tracing" => cfg.tracing = de(value, &key, issues),
             "upstreams" => match value {
                 Value::Mapping(m) => {
                     for (name, u) in m {

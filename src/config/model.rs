@@ -99,6 +99,8 @@ pub struct FileConfig {
     /// Certificates from an ACME CA for the names in `listeners[].tls.acme`.
     /// Default: none.
     pub acme: Option<AcmeSection>,
+    /// OpenTelemetry tracing. Default: off.
+    pub tracing: Option<TracingSection>,
     /// Values that came from `${VAR}` substitution (not a file key; hidden
     /// by `GET /config`).
     #[serde(skip)]

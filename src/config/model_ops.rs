@@ -87,3 +87,26 @@ pub enum LogFormat {
     /// One JSON object per line.
     Json,
 }
+
+/// The `tracing` section: OpenTelemetry spans exported over OTLP/HTTP.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TracingSection {
+    /// The collector's base URL (`http://host:port`); spans go to `/v1/traces`.
+    pub otlp: String,
+    /// Share of requests traced when they arrive without a sampled trace
+    /// context from a trusted peer (0 to 1). Default: 0.01.
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+    /// `service.name` of the spans. Default: weir.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+}
+
+fn default_sample_ratio() -> f64 {
+    0.01
+}
+
+fn default_service_name() -> String {
+    "weir".into()
+}

@@ -135,6 +135,7 @@ pub fn record(r: &Refused<'_>, id: &str, log: Option<&AccessLog>) {
         user_agent: "",
         referer: "",
         version: line.version,
+        trace_id: "",
         listener: None,
     });
 }

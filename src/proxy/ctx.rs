@@ -73,6 +73,8 @@ pub struct Ctx {
     pub(super) budget: Option<crate::upstream::retry_budget::Hold>,
     /// Counted as started in the upgrade account (and not yet as ended).
     pub(super) counted: bool,
+    /// The request's trace context and spans (with `tracing` only).
+    pub(super) trace: Option<Box<crate::trace::RequestTrace>>,
 }
 
 impl Ctx {
@@ -102,6 +104,7 @@ impl Ctx {
             upstream_status: 0,
             budget: None,
             counted: false,
+            trace: None,
         }
     }
 

@@ -242,6 +242,9 @@ impl ProxyHttp for Proxy {
         ctx.reported = false;
         // A retry replays the buffered body through request_body_filter.
         ctx.policy.body_seen = 0;
+        if let Some(t) = ctx.trace.as_mut() {
+            t.attempt(info.addr);
+        }
         ctx.backend = Some(info);
         Ok(peer)
     }
@@ -280,6 +283,9 @@ impl ProxyHttp for Proxy {
         if let Some(r) = ctx.route() {
             r.policies.upstream_request(upstream);
         }
+        if let Some(t) = &ctx.trace {
+            t.set_upstream_headers(upstream)?;
+        }
         ctx.sent_upstream = Some(Instant::now());
         Ok(())
     }
@@ -292,6 +298,9 @@ impl ProxyHttp for Proxy {
     ) -> Result<()> {
         let status = resp.status.as_u16();
         ctx.upstream_status = status;
+        if let Some(t) = ctx.trace.as_mut() {
+            t.answered(status);
+        }
         if let (Some(sent), Some(b)) = (ctx.sent_upstream, &ctx.backend) {
             let took = sent.elapsed();
             b.shared.latency.observe(took);
@@ -348,6 +357,9 @@ impl ProxyHttp for Proxy {
         }
         ctx.report(false);
         ctx.in_flight = None;
+        if let Some(t) = ctx.trace.as_mut() {
+            t.failed(e.etype().as_str());
+        }
         if ctx.may_retry() && has_alternative(session, ctx) && ctx.spend_retry() {
             e.set_retry(true);
             count_retry(ctx);
@@ -364,6 +376,9 @@ impl ProxyHttp for Proxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("backend {}", peer._address));
+        if let Some(t) = ctx.trace.as_mut() {
+            t.failed(e.etype().as_str());
+        }
         if std::mem::take(&mut ctx.retrying_5xx) {
             e.set_retry(true);
             count_retry(ctx);

@@ -3,6 +3,7 @@
 
 use super::{peer_ip, Ctx};
 use crate::access_log::{AccessLog, Entry};
+use crate::trace::Finished;
 use http::header;
 use pingora_error::Error;
 use pingora_proxy::Session;
@@ -30,6 +31,18 @@ pub(super) fn record(
     match ctx.route() {
         Some(r) => r.metrics.record(&req.method, status, elapsed.as_secs_f64()),
         None => crate::metrics::unmatched().record(&req.method, status, elapsed.as_secs_f64()),
+    }
+    let trace_id = ctx.trace.as_ref().map(|t| t.trace_id_hex());
+    if let Some(t) = ctx.trace.take() {
+        (*t).finish(&Finished {
+            method: req.method.as_str(),
+            route: ctx.route().map_or("-", |r| &r.name),
+            upstream: ctx.group().map_or("-", |g| &g.name),
+            host: crate::forward::request_host_text(req),
+            path: req.uri.path(),
+            status,
+            client: ctx.client,
+        });
     }
     let Some(log) = access_log else { return };
     let header = |n: header::HeaderName| {
@@ -67,6 +80,9 @@ pub(super) fn record(
         user_agent: header(header::USER_AGENT),
         referer: header(header::REFERER),
         version,
+        trace_id: trace_id
+            .as_ref()
+            .map_or("", |h| std::str::from_utf8(h).unwrap_or("")),
         listener: None,
     });
 }

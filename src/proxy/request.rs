@@ -84,6 +84,8 @@ impl Proxy {
         let snap = ctx.snap.clone();
         ctx.peer_trusted = peer.is_some_and(|p| snap.is_trusted(p));
         ctx.client = forward::client_ip(req, peer, |ip| snap.is_trusted(ip));
+        ctx.trace =
+            crate::trace::begin(snap.config.tracing.as_ref(), &req.headers, ctx.peer_trusted);
         // `OPTIONS *` is matched as `/` and forwarded as sent; absolute-form
         // is matched by its path and forwarded in origin-form.
         let (raw_path, asterisk, absolute) = match shape::target(req) {
