@@ -82,6 +82,9 @@ pub fn redacted_config(cfg: &FileConfig) -> Value {
     if let Some(t) = v.pointer_mut("/admin/token") {
         hide(t);
     }
+    if let Some(k) = v.pointer_mut("/acme/external_account/hmac_key") {
+        hide(k);
+    }
     if let Some(Value::Object(ups)) = v.get_mut("upstreams") {
         for u in ups.values_mut() {
             if let Some(s) = u.pointer_mut("/sticky/secret") {
@@ -337,6 +340,10 @@ impl AdminApi {
             ),
             Endpoint::Ready => self.readiness(),
             Endpoint::Status => respond(200, self.status()),
+            Endpoint::Certificates => respond(
+                200,
+                json!({ "certificates": certificates(&self.live.snapshot.load()) }),
+            ),
             Endpoint::Events => respond(200, json!({ "events": crate::observe::events::recent() })),
             Endpoint::Config => respond(200, redacted_config(&self.live.snapshot.load().config)),
             Endpoint::Metrics => {
@@ -444,6 +451,8 @@ pub enum Endpoint {
     Metrics,
     /// `POST /reload`.
     Reload,
+    /// `GET /certificates`.
+    Certificates,
     /// `POST /upstreams/{upstream}/backends`.
     AddBackend {
         /// The upstream's name.
@@ -471,6 +480,25 @@ pub enum Endpoint {
     NotFound,
 }
 
+/// Every certificate the https listeners serve: file certificates from the
+/// running snapshot, then the ACME ones (`GET /certificates`, `weir certs`).
+pub fn certificates(snap: &crate::snapshot::Snapshot) -> Vec<crate::acme::status::Row> {
+    let mut rows: Vec<crate::acme::status::Row> = snap
+        .config
+        .listeners
+        .iter()
+        .zip(&snap.certs)
+        .filter_map(|(l, set)| Some((l, set.as_ref()?)))
+        .flat_map(|(l, set)| {
+            set.certs
+                .iter()
+                .map(|c| crate::acme::status::file_row(&l.name, &c.names, c.not_after))
+        })
+        .collect();
+    rows.extend(crate::acme::status::acme_rows().iter().cloned());
+    rows
+}
+
 /// The endpoint `method` and `path` (no query) name.
 #[doc(hidden)]
 pub fn endpoint(method: &str, path: &str) -> Endpoint {
@@ -484,6 +512,7 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
         ("GET", ["metrics"]) => Endpoint::Metrics,
         ("POST", ["reload"]) => Endpoint::Reload,
         ("DELETE", ["cache"]) => Endpoint::PurgeCache,
+        ("GET", ["certificates"]) => Endpoint::Certificates,
         ("POST", ["upstreams", name, "backends"]) => Endpoint::AddBackend {
             upstream: percent_decode(name),
         },
@@ -497,7 +526,8 @@ pub fn endpoint(method: &str, path: &str) -> Endpoint {
         },
         (
             _,
-            ["health" | "ready" | "status" | "events" | "config" | "metrics" | "reload" | "cache"],
+            ["health" | "ready" | "status" | "events" | "config" | "metrics" | "reload" | "cache"
+            | "certificates"],
         )
         | (_, ["upstreams", _, "backends", ..]) => Endpoint::MethodNotAllowed,
         _ => Endpoint::NotFound,

@@ -124,6 +124,20 @@ fn error_text(status: u16, v: &Value) -> String {
     }
 }
 
+/// `weir certs`: `GET /certificates` as a table (or its JSON).
+pub fn certs(target: &Target, json: bool) -> Result<String, String> {
+    let (code, v) = target.call("GET", "/certificates", None)?;
+    if code != 200 {
+        return Err(error_text(code, &v));
+    }
+    if json {
+        return Ok(serde_json::to_string_pretty(&v).unwrap_or_default());
+    }
+    let rows: Vec<crate::acme::status::Row> =
+        serde_json::from_value(v["certificates"].clone()).map_err(|e| e.to_string())?;
+    Ok(crate::acme::status::table(&rows).trim_end().to_string())
+}
+
 /// `weir status`.
 pub fn status(target: &Target, json: bool) -> Result<String, String> {
     let (code, v) = target.call("GET", "/status", None)?;

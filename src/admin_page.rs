@@ -118,6 +118,23 @@ fn certificates(snap: &Snapshot) -> Vec<Value> {
             }));
         }
     }
+    // Certificates from ACME, once obtained.
+    for r in crate::acme::status::acme_rows().iter() {
+        let not_after = r
+            .not_after
+            .as_deref()
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64);
+        if let Some(not_after) = not_after {
+            out.push(json!({
+                "listener": r.listener,
+                "names": r.names,
+                "not_after": not_after,
+                "days_left": (not_after - now).div_euclid(86_400),
+            }));
+        }
+    }
     out
 }
 

@@ -87,6 +87,15 @@ pub enum Command {
         #[command(subcommand)]
         action: CacheAction,
     },
+    /// Every certificate (file and ACME): listener, names, expiry, next renewal, last error.
+    Certs {
+        /// How to reach the admin API.
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Print the JSON of GET /certificates instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script to stdout (bash, zsh or fish).
     Completions {
         /// The shell.

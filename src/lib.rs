@@ -7,6 +7,7 @@
 //! bottom of the import graph.
 
 pub mod access_log;
+pub mod acme;
 pub mod admin;
 pub mod admin_client;
 pub mod admin_page;

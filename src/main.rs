@@ -33,6 +33,10 @@ fn main() {
             Target::resolve(&cli.config, admin.admin.as_deref(), admin.token.as_deref())
                 .and_then(|t| admin_client::status(&t, *json)),
         ),
+        Some(Command::Certs { admin, json }) => client(
+            Target::resolve(&cli.config, admin.admin.as_deref(), admin.token.as_deref())
+                .and_then(|t| admin_client::certs(&t, *json)),
+        ),
         Some(Command::Backends {
             action,
             upstream,

@@ -382,6 +382,18 @@ pub fn tls_expiry<'a>(certs: impl IntoIterator<Item = (&'a str, &'a str, i64)>) 
     }
 }
 
+/// Sets the expiry gauge of one certificate (an ACME one), or removes it
+/// with `None`.
+pub fn tls_expiry_one(listener: &str, name: &str, not_after: Option<i64>) {
+    let Some(m) = get() else { return };
+    match not_after {
+        Some(t) => m.tls_expiry.with_label_values(&[listener, name]).set(t),
+        None => {
+            let _ = m.tls_expiry.remove_label_values(&[listener, name]);
+        }
+    }
+}
+
 /// The active-connections gauge and the accepted-connections counter of a
 /// tcp listener.
 pub fn tcp_connections(listener: &str) -> Option<(prometheus::IntGauge, IntCounter)> {

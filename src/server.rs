@@ -88,11 +88,13 @@ impl pingora_core::listeners::TlsAccept for NoCallbacks {}
 /// builds the rustls config itself and puts it into the acceptor Pingora
 /// built (its `acceptor` field is public): with `min_version: "1.3"` a
 /// TLS 1.2 ClientHello is refused in the handshake, and a scanner sees TLS
-/// 1.2 not offered.
+/// 1.2 not offered. With `acme` (an `acme` section at start-up) the
+/// `acme-tls/1` ALPN is offered too, last.
 fn tls_acceptor(
     tls: &crate::config::model::ListenerTls,
     resolver: Arc<crate::tls::SniResolver>,
     dir: &Path,
+    acme: bool,
 ) -> Result<pingora_core::listeners::tls::Acceptor, String> {
     use pingora_rustls::{version, ServerConfig, TlsAcceptor};
     let mut settings =
@@ -114,6 +116,16 @@ fn tls_acceptor(
     };
     let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = acceptor.acceptor.config().alpn_protocols.clone();
+    if acme {
+        // tls-alpn-01 validation (the resolver answers it only for names
+        // being validated); ordinary clients still get h2 / http/1.1.
+        if config.alpn_protocols.is_empty() {
+            config.alpn_protocols.push(b"http/1.1".to_vec());
+        }
+        config
+            .alpn_protocols
+            .push(crate::tls::ACME_TLS_ALPN.to_vec());
+    }
     acceptor.acceptor = TlsAcceptor::from(Arc::new(config));
     Ok(acceptor)
 }
@@ -214,7 +226,8 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
             ListenerProtocol::Http | ListenerProtocol::Https => {
                 let tls = match (&l.tls, live.tls.get(i).cloned().flatten()) {
                     (Some(tls), Some(resolver)) => {
-                        Some(Arc::new(tls_acceptor(tls, resolver, &dir)?))
+                        let acme = cfg.acme.is_some();
+                        Some(Arc::new(tls_acceptor(tls, resolver, &dir, acme)?))
                     }
                     _ => None,
                 };
@@ -274,6 +287,14 @@ pub fn run(loaded: Loaded, flags: &RunFlags) -> Result<(), String> {
     server.add_service(background_service(
         "config watch",
         crate::watch::WatchService::new(live.clone()),
+    ));
+    // Stored certificates serve from the first handshake; orders and
+    // renewals run in the background and never hold up start-up.
+    crate::acme::load_stored(cfg);
+    let source = live.clone();
+    server.add_service(background_service(
+        "acme",
+        crate::acme::AcmeService::new(Box::new(move || source.file_config())),
     ));
     // Always running (it idles without `tracing`), so a reload may turn it on.
     server.add_service(background_service(

@@ -31,6 +31,9 @@ pub struct Cert {
 pub struct CertSet {
     /// In file order.
     pub certs: Vec<Cert>,
+    /// Names whose certificate comes from ACME (`tls.acme`, normalized):
+    /// served from [`crate::acme::state`] once obtained.
+    pub acme: Vec<String>,
 }
 
 fn now_unix() -> i64 {
@@ -134,7 +137,53 @@ impl CertSet {
         });
         by_name.or_else(|| self.certs.first())
     }
+
+    /// The key to serve for an SNI name: a file certificate naming it
+    /// exactly, else its ACME certificate, else a file wildcard, else the
+    /// first file certificate (else the first ACME one).
+    pub fn pick_key(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        if self.acme.is_empty() {
+            return self.pick(sni).map(|c| c.key.clone());
+        }
+        if let Some(n) = sni.map(|n| n.trim_end_matches('.').to_ascii_lowercase()) {
+            if let Some(c) = self.certs.iter().find(|c| c.names.contains(&n)) {
+                return Some(c.key.clone());
+            }
+            if self.acme.contains(&n) {
+                match crate::acme::state::issued(&n) {
+                    Some(k) => return Some(k),
+                    None => not_yet(&n, self.certs.is_empty()),
+                }
+            }
+            if let Some(c) = self.certs.iter().find(|c| c.serves(&n)) {
+                return Some(c.key.clone());
+            }
+        }
+        match self.certs.first() {
+            Some(c) => Some(c.key.clone()),
+            None => self.acme.iter().find_map(|n| crate::acme::state::issued(n)),
+        }
+    }
 }
+
+/// Logs, once per name, a handshake for an ACME name whose certificate is
+/// not obtained yet.
+fn not_yet(name: &str, refused: bool) {
+    static LOGGED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut logged = LOGGED.lock().unwrap_or_else(|p| p.into_inner());
+    if logged.iter().any(|n| n == name) || logged.len() > 1000 {
+        return;
+    }
+    logged.push(name.to_string());
+    if refused {
+        log::warn!("tls: no certificate for {name} yet (ACME order pending): handshake refused");
+    } else {
+        log::warn!("tls: no certificate for {name} yet (ACME order pending): serving the listener's first certificate");
+    }
+}
+
+/// The ALPN protocol of tls-alpn-01 validation (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 /// The certificate resolver of one https listener; a reload swaps its set.
 #[derive(Debug, Default)]
@@ -158,9 +207,20 @@ impl SniResolver {
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.set
-            .load()
-            .pick(hello.server_name())
-            .map(|c| c.key.clone())
+        let set = self.set.load();
+        if !set.acme.is_empty() {
+            let validation = hello
+                .alpn()
+                .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+            if validation {
+                // Only for a name being validated; anything else is refused.
+                let name = hello
+                    .server_name()?
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase();
+                return crate::acme::state::alpn_cert(&name);
+            }
+        }
+        set.pick_key(hello.server_name())
     }
 }

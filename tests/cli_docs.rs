@@ -8,7 +8,7 @@ mod common;
 use common::WEIR_BIN;
 use std::process::Command;
 
-const SUBCOMMANDS: [&str; 9] = [
+const SUBCOMMANDS: [&str; 10] = [
     "check",
     "explain",
     "reload",
@@ -17,6 +17,7 @@ const SUBCOMMANDS: [&str; 9] = [
     "status",
     "backends",
     "cache",
+    "certs",
     "completions",
 ];
 

@@ -5,6 +5,7 @@
 //! reload and an admin change all go through [`compile`], so they cannot
 //! disagree about what a file means.
 
+mod acme;
 mod cache;
 mod process;
 mod route;
@@ -37,6 +38,7 @@ pub struct Loaded {
 pub fn compile(cfg: &FileConfig, previous: Option<&Snapshot>) -> Result<Snapshot, Vec<Issue>> {
     let mut issues = Vec::new();
     process::check_process(cfg, &mut issues);
+    acme::check(cfg, &mut issues);
     let listeners = process::listeners(cfg, &mut issues);
     let limits = process::limits(cfg, &mut issues);
     let cache_tiers = cache::section(cfg, &mut issues);

@@ -342,13 +342,16 @@ pub(super) fn certificates(
         .map(|(i, l)| {
             let tls = l.tls.as_ref()?;
             let base = format!("listeners[{i}].tls");
-            if tls.certificates.is_empty() {
+            if tls.certificates.is_empty() && tls.acme.is_empty() {
                 issues.push(Issue::new(
                     format!("{base}.certificates"),
-                    "list at least one",
+                    "list at least one (or names under tls.acme)",
                 ));
             }
-            let mut set = crate::tls::CertSet::default();
+            let mut set = crate::tls::CertSet {
+                acme: crate::acme::plan::normalize(&tls.acme),
+                ..Default::default()
+            };
             for (j, c) in tls.certificates.iter().enumerate() {
                 match crate::tls::load(&path(&c.cert), &path(&c.key)) {
                     Ok(cert) => set.certs.push(cert),

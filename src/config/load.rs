@@ -132,6 +132,7 @@ const TOP_KEYS: &[&str] = &[
     "routes",
     "upstreams",
     "watch",
+    "acme",
     "tracing",
     "cache",
 ];
@@ -252,6 +253,7 @@ fn deserialize_sections(root: Value, issues: &mut Vec<Issue>) -> Option<FileConf
             "listeners" => cfg.listeners = de_list(value, &key, issues),
             "routes" => cfg.routes = de_list(value, &key, issues),
             "watch" => cfg.watch = de(value, &key, issues).unwrap_or_default(),
+            "acme" => cfg.acme = de(value, &key, issues),
             "tracing" => cfg.tracing = de(value, &key, issues),
             "cache" => cfg.cache = de(value, &key, issues),
             "upstreams" => match value {

@@ -5,6 +5,7 @@
 pub mod env;
 pub mod load;
 pub mod model;
+mod model_acme;
 mod model_cache;
 mod model_listen;
 mod model_ops;

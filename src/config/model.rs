@@ -99,6 +99,9 @@ pub struct FileConfig {
     /// names changes, after 1 s of quiet (`crate::watch`). Default: false.
     #[serde(default)]
     pub watch: bool,
+    /// Certificates from an ACME CA for the names in `listeners[].tls.acme`.
+    /// Default: none.
+    pub acme: Option<AcmeSection>,
     /// OpenTelemetry tracing. Default: off.
     pub tracing: Option<TracingSection>,
     /// Values that came from `${VAR}` substitution (not a file key; hidden
@@ -139,6 +142,7 @@ pub struct ServerSection {
     pub work_stealing: Option<bool>,
 }
 
+pub use super::model_acme::*;
 pub use super::model_cache::*;
 pub use super::model_listen::*;
 pub use super::model_ops::*;

@@ -66,7 +66,12 @@ pub enum ProxyProtocolVersion {
 pub struct ListenerTls {
     /// Certificate chains and keys; SNI picks by the certificate's names,
     /// the first is the default.
+    #[serde(default)]
     pub certificates: Vec<CertificateFiles>,
+    /// Names weir obtains (one certificate) and renews itself from the CA
+    /// of the `acme` section. Default: none.
+    #[serde(default)]
+    pub acme: Vec<String>,
     /// Offer HTTP/2 (ALPN h2, then http/1.1). Default: false.
     #[serde(default)]
     pub http2: bool,

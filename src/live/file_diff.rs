@@ -43,6 +43,15 @@ pub fn summarize(old: &FileConfig, new: &FileConfig) -> String {
     if old.log != new.log {
         parts.push("log".into());
     }
+    for (o, n) in old.listeners.iter().zip(&new.listeners) {
+        let names = |l: &ListenerConfig| l.tls.as_ref().map(|t| t.acme.clone()).unwrap_or_default();
+        if names(o) != names(n) {
+            parts.push(format!("listener {} acme names", n.name));
+        }
+    }
+    if old.acme != new.acme {
+        parts.push("acme".into());
+    }
     if old.trusted_proxies != new.trusted_proxies {
         parts.push("trusted_proxies".into());
     }
@@ -61,6 +70,11 @@ fn bound_listeners(cfg: &FileConfig) -> Vec<ListenerConfig> {
         .iter()
         .map(|l| ListenerConfig {
             upstream: None,
+            // ACME names change by reload (the ACME service follows them).
+            tls: l.tls.clone().map(|t| crate::config::model::ListenerTls {
+                acme: Vec::new(),
+                ..t
+            }),
             ..l.clone()
         })
         .collect()

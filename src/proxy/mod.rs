@@ -125,6 +125,14 @@ impl ProxyHttp for Proxy {
         if self.draining.load(Relaxed) {
             session.set_keepalive(None);
         }
+        // ACME http-01: a pending token is answered before routing (one
+        // prefix compare for every other request).
+        if let Some(ka) = crate::acme::state::http01_answer(session.req_header().uri.path()) {
+            let body = Bytes::copy_from_slice(ka.as_bytes());
+            let text = http::HeaderValue::from_static("text/plain");
+            respond(session, ctx, 200, body, text).await?;
+            return Ok(true);
+        }
         match self.route_request(session, ctx).await {
             Next::Proxy => {
                 // weir answers `Expect: 100-continue` itself once the request

@@ -17,6 +17,8 @@ pub mod client;
 pub mod daemons;
 /// A bounded closed-loop load of keep-alive clients.
 pub mod load;
+/// A real ACME CA (Debian's pebble) for the ACME tests.
+pub mod pebble;
 /// A throw-away `redis-server` child process (for shared rate limits).
 pub mod redis;
 /// weir in front of one scripted backend (raw-socket regression suites).
