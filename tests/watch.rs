@@ -91,8 +91,10 @@ fn a_bad_file_changes_nothing_and_a_good_one_after_it_is_applied() {
         "the bad file was not counted as a failed reload\n{}",
         weir.logs()
     );
+    // The log line and the metric are written one after the other: wait
+    // for the line rather than read once.
     assert!(
-        weir.logs().contains("config reload failed"),
+        poll_until(APPLY, || weir.logs().contains("config reload failed")),
         "{}",
         weir.logs()
     );
