@@ -473,7 +473,9 @@ upstreams:
         assert!(cells_in(c, "cache", "main").await.is_none());
         let tier = cells_in(c, "cache", "memory").await.unwrap_or_default();
         assert!(
-            tier.len() == 3 && tier[1].ends_with('B') && tier[2] == memory["objects"].to_string(),
+            tier.len() == 3
+                && tier[1].ends_with('B')
+                && tier[2].parse::<i64>().ok() == memory["objects"].as_i64(),
             "memory tier row: {tier:?}"
         );
         let session = browser.session_id().await.unwrap().unwrap();
