@@ -21,11 +21,17 @@
 #     from the proxy's /proc/PID/stat ticks over the run; ROUNDS rounds, the
 #     order rotated each round; prints medians (markdown) and writes them to
 #     benches/results/cache-latest.md.
-# Pingap's cache is not measured: it would need Pingap built from crates.io
-# (20+ minutes on 2 cores) and configured with its cache plugin.
+#   - Pingap (another Pingora-based proxy) on the two hit rows, when its
+#     binary is there (PINGAP_BIN; never built here: `cargo install pingap
+#     --version 0.16.1 --locked --root ~/.cache/weir-bench/pingap-0.16.1`,
+#     20+ minutes on 2 cores): one thread (basic and server), its `cache`
+#     plugin on the memory backend (TinyUFO, max_size=256mb like weir's
+#     memory tier), no access log, checked to answer `x-cache-status: hit`.
+#     Without the binary its columns say why and the rest runs as before.
 #
 # Environment (defaults): ROUNDS=3 DURATION=5 CONNS=50 PORT_BASE=19080
 # WEIR_BIN=target/release/weir BUILD=auto (BUILD=0: use WEIR_BIN as it is)
+# PINGAP_BIN=~/.cache/weir-bench/pingap-0.16.1/bin/pingap (PINGAP_BIN="": skip)
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -40,7 +46,11 @@ TICK=$(getconf CLK_TCK)
 ORIGIN=$PORT_BASE
 declare -A PORT=([weir]=$((PORT_BASE + 1)) [nginx]=$((PORT_BASE + 2)) [weir-nocache]=$((PORT_BASE + 3))
     [weir-gzip1]=$((PORT_BASE + 4)) [weir-gzip]=$((PORT_BASE + 5)) [nginx-gzip]=$((PORT_BASE + 6))
-    [weir-hitgzip]=$((PORT_BASE + 7)) [nginx-hitgzip]=$((PORT_BASE + 8)))
+    [weir-hitgzip]=$((PORT_BASE + 7)) [nginx-hitgzip]=$((PORT_BASE + 8)) [pingap]=$((PORT_BASE + 9)))
+PINGAP_BIN=${PINGAP_BIN-${XDG_CACHE_HOME:-$HOME/.cache}/weir-bench/pingap-0.16.1/bin/pingap}
+PINGAP_NOTE="" # why Pingap is not measured, when it is not
+if [ -z "$PINGAP_BIN" ]; then PINGAP_NOTE="skipped (PINGAP_BIN empty)"
+elif [ ! -x "$PINGAP_BIN" ]; then PINGAP_NOTE="not measured: no $PINGAP_BIN"; fi
 
 log() { printf '[cache.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -163,6 +173,36 @@ weir_conf weir-gzip "    compression: { types: [application/json] }"
 weir_conf weir-hitgzip "    cache: {}
     compression: { level: 1, types: [application/json] }"
 
+# Pingap: one thread, the cache plugin on its memory backend, no access log.
+cat >"$T/pingap.toml" <<EOF
+[basic]
+threads = 1
+work_stealing = false
+pid_file = "$T/pingap.pid"
+upgrade_sock = "$T/pingap_upgrade.sock"
+grace_period = "1s"
+graceful_shutdown_timeout = "1s"
+log_level = "warn"
+
+[upstreams.origin]
+addrs = ["127.0.0.1:$ORIGIN"]
+
+[plugins.memcache]
+category = "cache"
+directory = "memory://pingap?max_size=256mb"
+max_file_size = "1mb"
+
+[locations.all]
+upstream = "origin"
+path = "/"
+plugins = ["memcache"]
+
+[servers.bench]
+addr = "127.0.0.1:${PORT[pingap]}"
+locations = ["all"]
+threads = 1
+EOF
+
 # Starts proxy $1 (nginx serves both nginx rows from one process); sets PID.
 NGINX_PID=""
 start() {
@@ -174,6 +214,10 @@ start() {
                 PIDS+=("$NGINX_PID")
             fi
             PID=$NGINX_PID ;;
+        pingap)
+            taskset -c 0 env PINGAP_DISABLE_ACME=1 "$PINGAP_BIN" -c "$T/pingap.toml" >"$T/pingap.log" 2>&1 &
+            PID=$!
+            PIDS+=("$PID") ;;
         *)
             taskset -c 0 "$WEIR_BIN" -c "$T/$1.yaml" >"$T/$1.log" 2>&1 &
             PID=$!
@@ -200,8 +244,10 @@ measure() {
         curl -s -D - -o /dev/null -H "$hdr" "$url" | grep -qi "content-encoding: gzip" || die "$name: $path not gzip"
     else
         curl -s -o /dev/null "$url"
+        local hit="x-cache: HIT"
+        if [ "$name" = pingap ]; then hit="x-cache-status: hit"; fi
         if [ "$name" != weir-nocache ]; then
-            curl -s -D - -o /dev/null "$url" | grep -qi "x-cache: HIT" || die "$name: $path is not a hit"
+            curl -s -D - -o /dev/null "$url" | grep -qi "$hit" || die "$name: $path is not a hit"
         fi
     fi
     p0=$(ticks "$PID")
@@ -216,6 +262,7 @@ measure() {
 CASES=("weir /1k -" "nginx /1k -" "weir-nocache /1k -" "weir /100k -" "nginx /100k -"
     "weir-gzip1 /data.json gzip" "weir-gzip /data.json gzip" "nginx-gzip /data.json gzip"
     "weir-hitgzip /data.json gzip" "nginx-hitgzip /data.json gzip")
+if [ -z "$PINGAP_NOTE" ]; then CASES+=("pingap /1k -" "pingap /100k -"); else log "pingap $PINGAP_NOTE"; fi
 declare -A RES
 for round in $(seq "$ROUNDS"); do
     log "round $round/$ROUNDS"
@@ -232,21 +279,26 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
+pingap_version() { if [ -z "$PINGAP_NOTE" ]; then "$PINGAP_BIN" --version 2>/dev/null | awk '{printf " %s", $2; exit}'; fi; }
 median() { tr ';' '\n' | grep -v '^$' | awk -v f="$1" '{print $f}' | sort -g | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
-row() { # $1 label, $2 weir case, $3 nginx case ("" for none)
-    local wr wc nr="" nc=""
+row() { # $1 label, $2 weir case, $3 nginx case, $4 Pingap case ("" for none)
+    local wr wc nr="" nc="" pr="" pc=""
     wr=$(echo "${RES[$2]}" | median 1)
     wc=$(echo "${RES[$2]}" | median 2)
     if [ -n "$3" ]; then nr=$(echo "${RES[$3]}" | median 1); nc=$(echo "${RES[$3]}" | median 2); fi
-    echo "| $1 | $wr | $wc | $nr | $nc |"
+    if [ -n "${4:-}" ]; then
+        if [ -n "$PINGAP_NOTE" ]; then pr=$PINGAP_NOTE; pc="–"
+        else pr=$(echo "${RES[$4]}" | median 1); pc=$(echo "${RES[$4]}" | median 2); fi
+    fi
+    echo "| $1 | $wr | $wc | $nr | $nc | $pr | $pc |"
 }
 {
     echo "Cache hits and gzip (\`ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS benches/cache.sh\`, $(date -u +%F), weir at $(cd "$ROOT" && git rev-parse --short HEAD), medians of $ROUNDS rounds):"
     echo
-    echo "| row | weir req/s | weir CPU µs/req | nginx req/s | nginx CPU µs/req |"
-    echo "|---|---:|---:|---:|---:|"
-    row "cache hit, 1 KiB (nginx: proxy_cache on tmpfs)" "weir /1k -" "nginx /1k -"
-    row "cache hit, 100 KiB" "weir /100k -" "nginx /100k -"
+    echo "| row | weir req/s | weir CPU µs/req | nginx req/s | nginx CPU µs/req | Pingap req/s | Pingap CPU µs/req |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    row "cache hit, 1 KiB (nginx: proxy_cache on tmpfs; Pingap$(pingap_version): cache plugin, memory)" "weir /1k -" "nginx /1k -" "pingap /1k -"
+    row "cache hit, 100 KiB" "weir /100k -" "nginx /100k -" "pingap /100k -"
     row "gzip, 20 KiB JSON, level 1 (nginx: gzip_comp_level 1)" "weir-gzip1 /data.json gzip" "nginx-gzip /data.json gzip"
     row "gzip, 20 KiB JSON, weir's default level (6)" "weir-gzip /data.json gzip" "nginx-gzip /data.json gzip"
     row "cache hit + gzip level 1, 20 KiB JSON (weir: its kept encoded copy; nginx: compressed per hit)" "weir-hitgzip /data.json gzip" "nginx-hitgzip /data.json gzip"

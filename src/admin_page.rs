@@ -59,7 +59,7 @@ pub fn page() -> Response<Vec<u8>> {
         .unwrap_or_default()
 }
 
-/// Listeners, routes and certificates of `snap`, for the page (added to
+/// Listeners, routes, certificates and the cache of `snap`, for the page (added to
 /// `/status` beside `upstreams`); `read_only`: the API takes no changes.
 pub fn overview(snap: &Snapshot, read_only: bool) -> Value {
     let cfg = &snap.config;
@@ -99,6 +99,11 @@ pub fn overview(snap: &Snapshot, read_only: bool) -> Value {
         "listeners": listeners,
         "routes": routes,
         "certificates": certificates(snap),
+        "cache": crate::cache::status::status(
+            snap.routes
+                .iter()
+                .filter_map(|r| r.cache.as_deref().map(|c| (&*r.name, c))),
+        ),
     })
 }
 

@@ -3,7 +3,8 @@
 //! running weir with real backends. What a person would see: a killed
 //! backend turns DOWN, a backend named with HTML shows as text, the drain
 //! button drains (and `/status` agrees) with the token, a change without
-//! the right token is refused, a read-only weir says so, no console errors.
+//! the right token is refused, a read-only weir says so, no console errors,
+//! and a caching route's hit ratio shows after a miss and a hit.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -374,6 +375,112 @@ fn with_the_token_the_drain_button_drains_and_a_wrong_token_is_refused() {
             !errors.is_empty() && errors.iter().all(|e| e.contains("401")),
             "console errors: {errors:?}"
         );
+        browser.close().await.unwrap();
+    });
+}
+
+/// The cells' texts of the row in table box `#id` whose first cell is `first`.
+async fn cells_in(c: &Client, id: &str, first: &str) -> Option<Vec<String>> {
+    let script = "const rows = [...document.querySelectorAll('#' + arguments[0] + ' tr')];\
+        const r = rows.find(r => r.cells[0] && r.cells[0].textContent === arguments[1]);\
+        return r ? [...r.cells].map(c => c.textContent) : null;";
+    let v = c
+        .execute(script, vec![json!(id), json!(first)])
+        .await
+        .ok()?;
+    serde_json::from_value(v).ok()
+}
+
+/// `/status`'s `cache.routes` entry of `route` (no token: read-only weir).
+fn status_cache_route(adm: SocketAddr, route: &str) -> Option<Value> {
+    let host = adm.to_string();
+    let r = request(adm, "GET", "/status", &[("host", host.as_str())]).ok()?;
+    let v: Value = serde_json::from_str(&r.body).ok()?;
+    v["cache"]["routes"]
+        .as_array()?
+        .iter()
+        .find(|r| r["route"] == route)
+        .cloned()
+}
+
+#[test]
+fn a_caching_routes_hit_ratio_shows_after_a_miss_and_a_hit() {
+    let a = TestBackend::start("a");
+    let (listen, adm) = (free_addr(), free_addr());
+    let cfg = format!(
+        r#"
+server: {{ threads: 1, pid_file: "{{{{DIR}}}}/weir.pid", upgrade_sock: "{{{{DIR}}}}/up.sock" }}
+admin: {{ listen: "{adm}" }}
+listeners: [{{ name: web, address: "{listen}" }}]
+routes:
+  - {{ name: assets, match: {{ path_prefix: /static }}, upstream: pool, cache: {{ default_ttl: 60s }} }}
+  - {{ name: main, upstream: pool }}
+upstreams:
+  pool: {{ backends: ["{a}"] }}
+"#,
+        a = a.addr()
+    );
+    let _w = WeirProcess::start(&cfg, listen);
+    assert!(wait_port(adm, START_TIMEOUT), "admin never listened");
+    let first = get(listen, "/static/app.js");
+    assert_eq!(first.header("x-cache"), Some("MISS"), "{first:?}");
+    let second = get(listen, "/static/app.js");
+    assert_eq!(second.header("x-cache"), Some("HIT"), "{second:?}");
+    assert_eq!(a.requests(), 1, "the hit never reached the backend");
+    // /status: one miss, one hit, ratio 0.5; only the caching route listed.
+    assert!(
+        poll_until(Duration::from_secs(5), || {
+            status_cache_route(adm, "assets").is_some_and(|r| r["hits"] == 1 && r["misses"] == 1)
+        }),
+        "/status cache: {:?}",
+        status_cache_route(adm, "assets")
+    );
+    let route = status_cache_route(adm, "assets").unwrap();
+    assert_eq!(route["hit_ratio"], json!(0.5), "{route}");
+    assert_eq!(route["bypass"], json!(0), "{route}");
+    assert!(
+        status_cache_route(adm, "main").is_none(),
+        "main does not cache"
+    );
+    let host = adm.to_string();
+    let status = request(adm, "GET", "/status", &[("host", host.as_str())]).unwrap();
+    let v: Value = serde_json::from_str(&status.body).unwrap();
+    let memory = v["cache"]["tiers"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["tier"] == "memory"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert!(
+        memory["objects"].as_i64() >= Some(1) && memory["size_bytes"].as_i64() > Some(0),
+        "memory tier: {memory}"
+    );
+    // The page: route, hit ratio, hits, misses.
+    let driver = Driver::start();
+    runtime().block_on(async {
+        let browser = driver.browser().await;
+        let c = &browser;
+        c.goto(&format!("http://{adm}/")).await.unwrap();
+        assert!(
+            eventually(Duration::from_secs(10), || async move {
+                cells_in(c, "cache", "assets")
+                    .await
+                    .is_some_and(|t| t.len() >= 4 && t[1] == "50.0 %" && t[2] == "1" && t[3] == "1")
+            })
+            .await,
+            "the page shows assets at 50.0 % (1 hit, 1 miss): {:?}",
+            cells_in(c, "cache", "assets").await
+        );
+        assert!(cells_in(c, "cache", "main").await.is_none());
+        let tier = cells_in(c, "cache", "memory").await.unwrap_or_default();
+        assert!(
+            tier.len() == 3
+                && tier[1].ends_with('B')
+                && tier[2].parse::<i64>().ok() == memory["objects"].as_i64(),
+            "memory tier row: {tier:?}"
+        );
+        let session = browser.session_id().await.unwrap().unwrap();
+        let errors = console_errors(driver.addr, &session);
+        assert!(errors.is_empty(), "console errors: {errors:?}");
         browser.close().await.unwrap();
     });
 }

@@ -18,6 +18,7 @@ pub mod key;
 pub mod memory;
 pub mod route;
 pub mod stats;
+pub mod status;
 pub mod tiers;
 pub mod variants;
 

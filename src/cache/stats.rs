@@ -107,3 +107,14 @@ pub fn requests(route: &str, result: &str) -> Option<IntCounter> {
         .as_ref()
         .map(|s| s.requests.with_label_values(&[route, result]))
 }
+
+/// Each tier's stored bytes and entries as its gauges hold them:
+/// `(tier, bytes, objects)` (read by `GET /status`).
+pub fn tiers() -> Vec<(&'static str, i64, i64)> {
+    STATS.as_ref().map_or_else(Vec::new, |s| {
+        vec![
+            ("memory", s.memory.size.get(), s.memory.objects.get()),
+            ("disk", s.disk.size.get(), s.disk.objects.get()),
+        ]
+    })
+}
