@@ -26,7 +26,7 @@ const HASH: usize = 16;
 struct Index {
     /// Per key: URL, file size, age order.
     by_key: HashMap<u128, (Arc<str>, u64, u64)>,
-    by_url: HashMap<Arc<str>, Vec<u128>>,
+    by_url: super::url_index::UrlIndex,
     order: BTreeMap<u64, u128>,
     total: u64,
     next: u64,
@@ -37,7 +37,7 @@ impl Index {
         self.remove(key);
         let seq = self.next;
         self.next += 1;
-        self.by_url.entry(url.clone()).or_default().push(key);
+        self.by_url.add(url.clone(), key);
         self.by_key.insert(key, (url, size, seq));
         self.order.insert(seq, key);
         self.total += size;
@@ -46,12 +46,7 @@ impl Index {
     fn remove(&mut self, key: u128) -> Option<u64> {
         let (url, size, seq) = self.by_key.remove(&key)?;
         self.order.remove(&seq);
-        if let Some(keys) = self.by_url.get_mut(&url) {
-            keys.retain(|k| *k != key);
-            if keys.is_empty() {
-                self.by_url.remove(&url);
-            }
-        }
+        self.by_url.forget(&url, key);
         self.total -= size;
         Some(size)
     }
@@ -250,18 +245,12 @@ impl DiskTier {
 
     /// Keys (variants) stored for exactly `url`.
     pub fn keys_for(&self, url: &str) -> Vec<u128> {
-        self.lock().by_url.get(url).cloned().unwrap_or_default()
+        self.lock().by_url.keys_for(url)
     }
 
     /// Keys stored for URLs that `matches`.
     pub fn keys_matching(&self, matches: impl Fn(&str) -> bool) -> Vec<u128> {
-        let index = self.lock();
-        index
-            .by_url
-            .iter()
-            .filter(|(u, _)| matches(u))
-            .flat_map(|(_, ks)| ks.iter().copied())
-            .collect()
+        self.lock().by_url.keys_matching(matches)
     }
 }
 

@@ -22,24 +22,19 @@ struct Index {
     /// Bytes accounted per stored key, and its URL.
     by_key: HashMap<u128, (Arc<str>, usize)>,
     /// Keys (variants) stored per URL.
-    by_url: HashMap<Arc<str>, Vec<u128>>,
+    by_url: super::url_index::UrlIndex,
 }
 
 impl Index {
     fn insert(&mut self, key: u128, url: Arc<str>, bytes: usize) {
-        self.by_url.entry(url.clone()).or_default().push(key);
+        self.by_url.add(url.clone(), key);
         self.by_key.insert(key, (url, bytes));
     }
 
     /// Forgets `key`; its accounted bytes.
     fn remove(&mut self, key: u128) -> Option<usize> {
         let (url, bytes) = self.by_key.remove(&key)?;
-        if let Some(keys) = self.by_url.get_mut(&url) {
-            keys.retain(|k| *k != key);
-            if keys.is_empty() {
-                self.by_url.remove(&url);
-            }
-        }
+        self.by_url.forget(&url, key);
         Some(bytes)
     }
 }
@@ -122,18 +117,12 @@ impl MemoryStorage {
 
     /// Keys (variants) stored for exactly `url`.
     pub fn keys_for(&self, url: &str) -> Vec<u128> {
-        self.lock().by_url.get(url).cloned().unwrap_or_default()
+        self.lock().by_url.keys_for(url)
     }
 
     /// Keys stored for URLs that `matches`.
     pub fn keys_matching(&self, matches: impl Fn(&str) -> bool) -> Vec<u128> {
-        let index = self.lock();
-        index
-            .by_url
-            .iter()
-            .filter(|(u, _)| matches(u))
-            .flat_map(|(_, ks)| ks.iter().copied())
-            .collect()
+        self.lock().by_url.keys_matching(matches)
     }
 }
 

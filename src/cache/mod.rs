@@ -20,6 +20,7 @@ pub mod route;
 pub mod stats;
 pub mod status;
 pub mod tiers;
+pub mod url_index;
 pub mod variants;
 
 use memory::MemoryStorage;
