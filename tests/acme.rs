@@ -646,13 +646,8 @@ routes:
   - { name: r, match: { path_prefix: / }, respond: { status: 200 } }
 "#,
     );
-    let out = run_weir(&["check", "-c", path.to_str().unwrap()]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "{text}");
+    let (ok, text) = check(&path);
+    assert!(!ok, "{text}");
     assert!(text.contains("weir.yaml:5:"), "{text}");
     assert!(text.contains("needs the top-level acme section"), "{text}");
     assert!(text.contains("wildcard"), "{text}");
@@ -666,14 +661,20 @@ listeners:
   - { name: web, address: "127.0.0.1:8080" }
 "#,
     );
+    let (ok, text) = check(&path);
+    assert!(!ok, "{text}");
+    assert!(text.contains("bad.yaml:4:"), "challenge: {text}");
+}
+
+/// `weir check -c path`: whether it passed, and everything it printed.
+fn check(path: &std::path::Path) -> (bool, String) {
     let out = run_weir(&["check", "-c", path.to_str().unwrap()]);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!out.status.success(), "{text}");
-    assert!(text.contains("bad.yaml:4:"), "challenge: {text}");
+    (out.status.success(), text)
 }
 
 #[test]
